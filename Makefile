@@ -1,0 +1,77 @@
+# auditlog: `make run` serves on SQLite at http://127.0.0.1:8000, `make test` runs the suite on
+# SQLite and then on PostgreSQL. Everything installs into .venv from requirements.txt.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+NAME ?= first-producer
+SCOPES ?= write,read
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/auditlog
+PYTEST_ARGS ?=
+
+.PHONY: venv run migrate key test test-sqlite test-postgres lint format clean bench bench-read loadtest
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# A local, production-like configuration: DEBUG off, a fresh random secret key.
+.env:
+	@$(PYTHON) -c 'import secrets; print("DJANGO_SECRET_KEY=" + secrets.token_urlsafe(50))' > $@
+	@echo "Wrote .env with a new DJANGO_SECRET_KEY (DEBUG off, SQLite)."
+
+migrate: venv .env
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v0
+
+run: migrate
+	$(BIN)/gunicorn config.wsgi --config config/gunicorn.conf.py --bind $(HOST):$(PORT)
+
+# Prints a token on its last line: `make key NAME=billing SCOPES=write`.
+key: migrate
+	$(PY) manage.py auditlog_create_key --name "$(NAME)" --scopes "$(SCOPES)"
+
+test: test-sqlite test-postgres
+
+test-sqlite: venv .env
+	DATABASE_URL=sqlite:///db.sqlite3 $(BIN)/pytest $(PYTEST_ARGS)
+
+# Skipped with a message when PostgreSQL is unreachable, except under CI=true.
+test-postgres: venv .env
+	@if $(PY) tests/pg_available.py "$(TEST_DATABASE_URL)"; then \
+		echo "== PostgreSQL: $(TEST_DATABASE_URL)"; \
+		DATABASE_URL="$(TEST_DATABASE_URL)" $(BIN)/pytest $(PYTEST_ARGS); \
+	elif [ "$$CI" = "true" ]; then \
+		echo "FAILED: PostgreSQL is required when CI=true (TEST_DATABASE_URL=$(TEST_DATABASE_URL))." >&2; exit 1; \
+	else \
+		echo "SKIPPED the PostgreSQL half of the suite: start PostgreSQL or set TEST_DATABASE_URL." >&2; \
+	fi
+
+# The ingest benchmark: the service vs an empty Django endpoint and the raw insert limit.
+bench: venv
+	$(PY) loadtest/bench.py
+
+# Locust producers against gunicorn (SQLite, or DATABASE_URL), then stored == acknowledged.
+loadtest: venv
+	$(PY) loadtest/run_loadtest.py
+
+# Admin and API page times over 1,000,000 events on SQLite and PostgreSQL (loads them once).
+bench-read: venv
+	$(PY) loadtest/bench_read.py
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache .test-db.sqlite3*

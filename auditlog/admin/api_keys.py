@@ -1,0 +1,45 @@
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.template.response import TemplateResponse
+from django.utils.cache import add_never_cache_headers
+
+from auditlog.forms import ApiKeyCreateForm
+from auditlog.models import ApiKey
+from auditlog.services import api_key_create, api_key_revoke
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ("name", "prefix", "scopes", "created_at", "last_used_at", "revoked_at")
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
+    search_fields = ("=prefix", "name")
+    readonly_fields = ("name", "prefix", "scopes", "created_at", "last_used_at", "revoked_at")
+    actions = ("revoke",)
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # events reference their key (PROTECT): revoke instead
+
+    def add_view(self, request, form_url="", extra_context=None):
+        """Create through the service and show the token once, on a page nothing caches."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = ApiKeyCreateForm(request.POST or None)
+        context = {**self.admin_site.each_context(request), "opts": self.opts, "title": "Add API key"}
+        if request.method == "POST" and form.is_valid():
+            key, token = api_key_create(
+                name=form.cleaned_data["name"], scopes=set(form.cleaned_data["scopes"])
+            )
+            self.log_addition(request, key, [{"added": {}}])
+            response = TemplateResponse(
+                request, "admin/auditlog/apikey/created.html", {**context, "key": key, "token": token}
+            )
+            add_never_cache_headers(response)
+            return response
+        return TemplateResponse(request, "admin/auditlog/apikey/add.html", {**context, "form": form})
+
+    @admin.action(description="Revoke selected API keys", permissions=["change"])
+    def revoke(self, request, queryset):
+        for key in queryset.filter(revoked_at__isnull=True):
+            api_key_revoke(key=key)
+            self.log_change(request, key, "Revoked.")
+        self.message_user(request, "Revoked. Requests with these keys now get 401.", messages.SUCCESS)

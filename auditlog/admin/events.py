@@ -1,0 +1,136 @@
+import json
+
+from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect, StreamingHttpResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.http import urlencode
+
+from auditlog.admin.filters import ActionFilter, ActorTypeFilter, OccurredRangeFilter, TargetTypeFilter
+from auditlog.admin.pagination import BoundedCountPaginator
+from auditlog.export import CONTENT_TYPES, FORMATS, events_export_lines
+from auditlog.models import ActionLog
+from auditlog.selectors import TARGET_PREFIX, event_search, events_iterate
+from auditlog.services import event_record_internal
+
+SEARCH_HELP = 'Exact match: an actor id (42), "target:7" or "target:invoice:7", or an event id (UUID).'
+
+
+@admin.register(ActionLog)
+class ActionLogAdmin(admin.ModelAdmin):
+    """Read-only for everyone, superusers included: no add, change, delete or bulk action."""
+
+    list_display = ("occurred_at", "actor", "action", "target", "outcome", "ip_address")
+    list_filter = (OccurredRangeFilter, ActionFilter, "outcome", ActorTypeFilter, TargetTypeFilter)
+    search_fields = ("actor_id",)  # shows the search box; get_search_results does the matching
+    search_help_text = SEARCH_HELP
+    ordering = ("-occurred_at", "-id")
+    paginator = BoundedCountPaginator
+    list_per_page = 50
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    actions = None
+    fieldsets = (
+        ("Event", {"fields": ("uuid", "action", "outcome", "occurred_at", "received_at")}),
+        ("Actor", {"fields": ("actor_id", "actor_type", "actor_name", "actor_events")}),
+        ("Target", {"fields": ("target_type", "target_id", "target_name", "target_events")}),
+        ("Context", {"fields": ("ip_address", "user_agent", "pretty_metadata")}),
+        ("Provenance", {"fields": ("source", "idempotency_key", "payload_hash")}),
+    )
+    readonly_fields = [field for _, options in fieldsets for field in options["fields"]]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_search_results(self, request, queryset, search_term):
+        return event_search(queryset, search_term), False
+
+    @admin.display(description="actor", ordering="actor_id")
+    def actor(self, event):
+        return " ".join(
+            filter(
+                None, (event.actor_id, f"({event.actor_type})" if event.actor_type else "", event.actor_name)
+            )
+        )
+
+    @admin.display(description="target")
+    def target(self, event):
+        return ":".join(filter(None, (event.target_type, event.target_id)))
+
+    @admin.display(description="metadata")
+    def pretty_metadata(self, event):
+        return format_html(
+            "<pre>{}</pre>", json.dumps(event.metadata, indent=2, ensure_ascii=False, sort_keys=True)
+        )
+
+    @admin.display(description="related")
+    def actor_events(self, event):
+        return self._search_link("Other events by this actor", event.actor_id)
+
+    @admin.display(description="related")
+    def target_events(self, event):
+        if not event.target_id:
+            return "—"
+        term = (
+            f"{TARGET_PREFIX}{event.target_type}:{event.target_id}"
+            if event.target_type
+            else f"{TARGET_PREFIX}{event.target_id}"
+        )
+        return self._search_link("Other events on this target", term)
+
+    def _search_link(self, label, term):
+        url = reverse("admin:auditlog_actionlog_changelist") + "?" + urlencode({"q": term})
+        return format_html('<a href="{}">{}</a>', url, label)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if response.status_code == 200:
+            event_record_internal(
+                action="auditlog.event.view",
+                request=request,
+                actor_id=request.user.get_username(),
+                target_type="audit_event",
+                target_id=str(response.context_data["original"].uuid),
+            )
+        return response
+
+    def get_urls(self):
+        export = self.admin_site.admin_view(self.export_view)
+        return [
+            path("export/<str:export_format>/", export, name="auditlog_actionlog_export"),
+            *super().get_urls(),
+        ]
+
+    def export_view(self, request, export_format):
+        """Stream the changelist's current filtered list, all of it, in constant memory."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if export_format not in FORMATS:
+            raise PermissionDenied
+        try:
+            queryset = self.get_changelist_instance(request).get_queryset(request)
+        except IncorrectLookupParameters as exc:
+            self.message_user(request, f"Cannot export: {exc}", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:auditlog_actionlog_changelist"))
+        event_record_internal(
+            action="auditlog.events.export",
+            request=request,
+            actor_id=request.user.get_username(),
+            metadata={"format": export_format, "filters": dict(request.GET.items())},
+        )
+        events = events_iterate(queryset.select_related("source"))
+        response = StreamingHttpResponse(
+            events_export_lines(events, export_format), content_type=CONTENT_TYPES[export_format]
+        )
+        filename = f"audit-events-{timezone.now():%Y%m%dT%H%M%SZ}.{export_format}"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response

@@ -1,0 +1,111 @@
+"""HTTP plumbing shared by the API views: routing by method, bearer auth, reading JSON."""
+
+import functools
+import json
+
+from django.conf import settings
+from django.views.decorators.csrf import csrf_exempt
+
+from auditlog import errors
+from auditlog.selectors import api_key_get_by_token
+from auditlog.services import api_key_touch
+
+MSG_NO_TOKEN = "Send an API key as `Authorization: Bearer <token>`."
+MSG_BAD_TOKEN = "The API key is invalid or revoked."
+MSG_SCOPE = "This API key lacks the '{scope}' scope."
+MSG_MEDIA_TYPE = "Send the body as application/json (UTF-8)."
+MSG_TOO_LARGE = "The body is larger than {limit} bytes."
+MSG_BAD_JSON = "The body is not valid JSON: {detail}."
+MSG_NOT_OBJECT = "The body must be a JSON object."
+
+
+def api_route(**handlers):
+    """One view per path that dispatches on the method: a missing one is a JSON 405.
+
+    The API authenticates each request by bearer token and never by cookie, so there is no
+    ambient credential for a cross-site request to ride on: it is exempt from CSRF on purpose.
+    """
+
+    @csrf_exempt
+    def view(request, *args, **kwargs):
+        handler = handlers.get(request.method)
+        if handler is None:
+            allowed = ", ".join(handlers)
+            raise errors.ApiError(errors.METHOD_NOT_ALLOWED, f"Use {allowed}.", headers={"Allow": allowed})
+        return handler(request, *args, **kwargs)
+
+    return view
+
+
+def requires_scope(scope: str, *, body_limit: str | None = None):
+    """Authenticate the bearer token and check its scope; pass the ApiKey to the view.
+
+    With `body_limit` (the name of a setting), the body is read first, within that limit, and
+    passed to the view as bytes: a slow client uploading must not hold a database connection
+    (or a pool slot) while we wait for it, and authentication is the first database query.
+    """
+
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapper(request, *args, **kwargs):
+            if body_limit is not None:
+                kwargs["body"] = read_body(request, getattr(settings, body_limit))
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise _unauthorized(MSG_NO_TOKEN)
+            key = api_key_get_by_token(token.strip())
+            if key is None:
+                raise _unauthorized(MSG_BAD_TOKEN)
+            if scope not in key.scope_set:
+                raise errors.ApiError(errors.FORBIDDEN, MSG_SCOPE.format(scope=scope))
+            api_key_touch(key=key)
+            return view(request, key, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def _unauthorized(message: str) -> errors.ApiError:
+    return errors.ApiError(
+        errors.UNAUTHORIZED, message, headers={"WWW-Authenticate": 'Bearer realm="auditlog"'}
+    )
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not allowed")
+
+
+def read_body(request, max_bytes: int) -> bytes:
+    """Read at most max_bytes, refusing more (413) before reading it where the length is declared."""
+    too_large = errors.ApiError(errors.PAYLOAD_TOO_LARGE, MSG_TOO_LARGE.format(limit=max_bytes))
+    if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        # Django's request stream is limited to Content-Length, so without one it reads nothing;
+        # the server's wsgi.input decodes the chunks, and we bound the read ourselves.
+        body = request.META["wsgi.input"].read(max_bytes + 1)
+    else:
+        try:
+            declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            declared = 0
+        if declared > max_bytes:
+            raise too_large
+        body = request.read(max_bytes + 1)
+    if len(body) > max_bytes:
+        raise too_large
+    return body
+
+
+def parse_json_object(request, body: bytes) -> dict:
+    """Return the body as a dict, or raise the matching 415 / 400 ApiError."""
+    charset = request.content_params.get("charset", "utf-8").lower()
+    if request.content_type != "application/json" or charset not in ("utf-8", "utf8"):
+        raise errors.ApiError(errors.UNSUPPORTED_MEDIA_TYPE, MSG_MEDIA_TYPE)
+    try:
+        # NaN and Infinity are not JSON, and PostgreSQL's jsonb would refuse them later.
+        data = json.loads(body, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as exc:
+        raise errors.ApiError(errors.INVALID_JSON, MSG_BAD_JSON.format(detail=exc)) from None
+    if not isinstance(data, dict):
+        raise errors.ApiError(errors.INVALID_JSON, MSG_NOT_OBJECT)
+    return data

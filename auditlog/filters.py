@@ -1,0 +1,93 @@
+"""Turn query parameters into clean event filters or field errors (same messages as events)."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from auditlog.cursor import InvalidCursor, cursor_decode
+from auditlog.models import Outcome
+from auditlog.validation import (
+    ACTION_RE,
+    MSG_DATETIME,
+    MSG_OUTCOME,
+    MSG_UNKNOWN,
+    ValidationFailed,
+    msg_too_long,
+)
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+MSG_LIMIT = f"Must be an integer from 1 to {MAX_LIMIT}."
+MSG_CURSOR = "Not a cursor this service issued; pass next_cursor back unchanged."
+MSG_ACTION_FILTER = "Use an exact action (invoice.delete) or a prefix ending in .* (invoice.*)."
+MSG_INVALID_FILTERS = "Invalid query parameters; see fields."
+MSG_REPEATED = "Give this parameter once."
+
+_TEXT_FILTERS = {"actor_id": 255, "actor_type": 64, "target_type": 64, "target_id": 255}
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilters:
+    actor_id: str | None = None
+    actor_type: str | None = None
+    action: str | None = None
+    action_prefix: str | None = None  # "invoice." for action=invoice.*
+    target_type: str | None = None
+    target_id: str | None = None
+    outcome: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = DEFAULT_LIMIT
+    after: tuple[datetime, int] | None = None  # the cursor's position
+
+
+def _datetime(value: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value.replace(" ", "+"))  # a raw "+" in a URL reads as a space
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def event_filters_parse(params) -> EventFilters:
+    """Parse a QueryDict; raise ValidationFailed naming every bad parameter."""
+    errors: dict[str, list[str]] = {}
+    values: dict = {}
+    allowed = set(_TEXT_FILTERS) | {"action", "outcome", "since", "until", "limit", "cursor"}
+    for name in params:
+        if name not in allowed:
+            errors[name] = [MSG_UNKNOWN]
+        elif len(params.getlist(name)) > 1:
+            errors[name] = [MSG_REPEATED]
+    get = params.get
+
+    for name, limit in _TEXT_FILTERS.items():
+        if get(name) is not None:
+            values[name] = get(name)
+            if len(values[name]) > limit:
+                errors[name] = [msg_too_long(limit)]
+    if (action := get("action")) is not None:
+        prefix = action[:-1] if action.endswith(".*") else None
+        if not ACTION_RE.fullmatch(prefix or action) or len(action) > 100:
+            errors["action"] = [MSG_ACTION_FILTER]
+        values["action_prefix" if prefix else "action"] = prefix or action
+    if (outcome := get("outcome")) is not None:
+        if outcome not in Outcome.values:
+            errors["outcome"] = [MSG_OUTCOME]
+        values["outcome"] = outcome
+    for name in ("since", "until"):
+        if get(name) is not None:
+            values[name] = _datetime(get(name))
+            if values[name] is None:
+                errors[name] = [MSG_DATETIME]
+    if (limit := get("limit")) is not None:
+        values["limit"] = int(limit) if limit.isdigit() else 0
+        if not 1 <= values["limit"] <= MAX_LIMIT:
+            errors["limit"] = [MSG_LIMIT]
+    if (cursor := get("cursor")) is not None:
+        try:
+            values["after"] = cursor_decode(cursor)
+        except InvalidCursor:
+            errors["cursor"] = [MSG_CURSOR]
+    if errors:
+        raise ValidationFailed(errors, MSG_INVALID_FILTERS)
+    return EventFilters(**values)

@@ -1,0 +1,112 @@
+from django.conf import settings
+from django.core.checks import ERROR
+from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
+
+from auditlog import checks
+
+OK = "ok"
+
+
+class Command(BaseCommand):
+    # This command reports the checks itself, as a table; failing before it would hide it.
+    requires_system_checks = []
+    help = (
+        "Print the effective database connection setup, one line per setting with a verdict, "
+        "and the problems found (checks auditlog.E001-E007, W001). Exits non-zero on errors."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--database", default="default", help="The database alias to check (default: default)."
+        )
+        parser.add_argument(
+            "--fail-on-warning",
+            action="store_true",
+            help="Exit non-zero on warnings too, not only on errors.",
+        )
+
+    def handle(self, *args, database, fail_on_warning, **options):
+        if database not in settings.DATABASES:
+            raise CommandError(f"No database alias {database!r}; known: {', '.join(settings.DATABASES)}.")
+        config = settings.DATABASES[database]
+        try:
+            rows, problems = self._inspect(database, config)
+        except Exception as exc:  # the server itself is part of what is checked
+            raise CommandError(f"Cannot reach the database {database!r}: {exc}") from exc
+        fired = {problem.id: problem for problem in problems}
+        label_width = max(len(label) for label, _, _ in rows)
+        value_width = max(len(str(value)) for _, value, _ in rows)
+        self.stdout.write(f"{'setting'.ljust(label_width)}  {'value'.ljust(value_width)}  verdict")
+        for label, value, check_id in rows:
+            problem = fired.get(check_id)
+            verdict = (
+                OK if problem is None else f"{'ERROR' if problem.level >= ERROR else 'WARNING'} {check_id}"
+            )
+            self.stdout.write(f"{label.ljust(label_width)}  {str(value).ljust(value_width)}  {verdict}")
+        for problem in problems:
+            self.stdout.write(f"\n{problem.id}: {problem.msg}\n  fix: {problem.hint}")
+        failing = [p for p in problems if p.level >= ERROR or fail_on_warning]
+        if failing:
+            raise CommandError(f"{len(failing)} problem(s): {', '.join(p.id for p in failing)}")
+        self.stdout.write(self.style.SUCCESS("\nNo problems found."))
+
+    def _inspect(self, alias, config):
+        if config["ENGINE"] == checks.SQLITE:
+            return self._sqlite(alias, config)
+        if config["ENGINE"] in checks.POSTGRESQL_ENGINES:
+            return self._postgres(alias, config)
+        raise CommandError(f"Unsupported engine {config['ENGINE']}.")
+
+    def _sqlite(self, alias, config):
+        with connections[alias].cursor() as cursor:
+            pragma = {
+                name: cursor.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in ("journal_mode", "synchronous", "busy_timeout")
+            }
+        cap = checks.capacity(config)
+        rows = [
+            ("engine", f"SQLite {config['NAME']}", None),
+            ("journal_mode", pragma["journal_mode"], "auditlog.E001"),
+            ("synchronous", {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[pragma["synchronous"]], None),
+            ("busy_timeout", f"{pragma['busy_timeout']} ms", "auditlog.E002"),
+            ("transaction_mode", connections[alias].transaction_mode or "DEFERRED", "auditlog.E003"),
+            ("ATOMIC_REQUESTS", config.get("ATOMIC_REQUESTS"), "auditlog.E004"),
+            ("CONN_MAX_AGE", config.get("CONN_MAX_AGE"), None),
+            ("gunicorn workers x threads", f"{cap.workers} x {cap.threads}", None),
+        ]
+        problems = checks.sqlite_problems(alias, config)
+        if pragma["journal_mode"] != "wal" and not any(p.id == "auditlog.E001" for p in problems):
+            problems.append(checks.sqlite_not_wal(alias))  # configured, yet the file is not in WAL
+        return rows, problems
+
+    def _postgres(self, alias, config):
+        connection = connections[alias]
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW server_version")
+            version = cursor.fetchone()[0]
+        limits = checks.server_limits(alias)
+        cap = checks.capacity(config)
+        pool = config.get("OPTIONS", {}).get("pool")
+        idle = limits.idle_session_timeout_seconds
+        rows = [
+            (
+                "engine",
+                f"PostgreSQL {version.split()[0]} at {config['HOST'] or 'socket'}/{config['NAME']}",
+                None,
+            ),
+            ("CONN_MAX_AGE", config.get("CONN_MAX_AGE"), "auditlog.E005"),
+            ("CONN_HEALTH_CHECKS", config.get("CONN_HEALTH_CHECKS"), "auditlog.E005"),
+            (
+                "pool",
+                f"max {pool.get('max_size')}, timeout {pool.get('timeout')} s" if pool else "off",
+                "auditlog.E006",
+            ),
+            ("server idle_session_timeout", f"{idle:g} s" if idle else "none", "auditlog.W001"),
+            ("server max_connections", f"{limits.max_connections} ({limits.reserved} reserved)", None),
+            ("connections this deployment opens", cap.connections, "auditlog.E007"),
+        ]
+        problems = checks.postgres_problems(alias, config) + checks.server_problems(
+            alias, config, limits, cap
+        )
+        return rows, problems

@@ -1,0 +1,23 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from auditlog.models import ApiKey
+from auditlog.services import api_key_revoke
+
+
+class Command(BaseCommand):
+    help = "Revoke an API key by its prefix. Requests with it get 401 from then on."
+
+    def add_arguments(self, parser):
+        parser.add_argument("prefix", help="The key's prefix, as shown by the admin or at creation.")
+
+    def handle(self, *args, prefix, **options):
+        try:
+            key = ApiKey.objects.get(prefix=prefix)
+        except ApiKey.DoesNotExist:
+            raise CommandError(f"No API key with prefix {prefix!r}.") from None
+        if key.revoked_at is not None:
+            raise CommandError(
+                f"API key {key} was already revoked at {key.revoked_at:%Y-%m-%d %H:%M:%S} UTC."
+            )
+        api_key_revoke(key=key)
+        self.stdout.write(f"Revoked API key {key}.")

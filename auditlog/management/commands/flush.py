@@ -1,0 +1,18 @@
+from django.core.management.commands import flush
+from django.db import transaction
+
+from auditlog.append_only import delete_permit_grant, delete_permit_revoke
+
+
+class Command(flush.Command):
+    help = (
+        f"{flush.Command.help} Audit events are append-only (database triggers): flush, which "
+        "exists to wipe a database (tests, development), grants itself the purge permit."
+    )
+
+    def handle(self, **options):
+        database = options["database"]
+        with transaction.atomic(using=database):
+            delete_permit_grant("flush", using=database)
+            super().handle(**options)
+            delete_permit_revoke(using=database)

@@ -1,0 +1,140 @@
+from django.db import models
+from django.db.models import Q
+
+from auditlog.uuid7 import uuid7
+
+
+class Scope(models.TextChoices):
+    READ = "read", "read"
+    WRITE = "write", "write"
+
+
+class ApiKey(models.Model):
+    """A producer's or reader's credential. Only a SHA-256 of the token is stored."""
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    scopes = models.CharField(max_length=32, help_text="Comma-separated: read, write.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix})"
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(filter(None, self.scopes.split(",")))
+
+
+class Outcome(models.TextChoices):
+    SUCCESS = "success", "success"
+    FAILURE = "failure", "failure"
+
+
+class ActionLog(models.Model):
+    """One audit event. Append-only: rows are never updated."""
+
+    id = models.BigAutoField(primary_key=True)
+    uuid = models.UUIDField(unique=True, default=uuid7, editable=False)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField()
+    actor_id = models.CharField(max_length=255)
+    actor_type = models.CharField(max_length=64, blank=True, default="")
+    actor_name = models.CharField(max_length=255, blank=True, default="")
+    action = models.CharField(max_length=100)
+    target_type = models.CharField(max_length=64, blank=True, default="")
+    target_id = models.CharField(max_length=255, blank=True, default="")
+    target_name = models.CharField(max_length=255, blank=True, default="")
+    outcome = models.CharField(max_length=7, choices=Outcome.choices, default=Outcome.SUCCESS)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=512, blank=True, default="")
+    metadata = models.JSONField(default=dict, blank=True)
+    # Keys are revoked, never deleted (PROTECT), so no index is needed for the FK's own checks;
+    # the idempotency constraint below starts with source and serves lookups by it.
+    source = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="events", db_index=False)
+    # NULL, not "", means "no key": the partial unique constraint below covers keyed rows only.
+    idempotency_key = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+    payload_hash = models.CharField(max_length=64)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        verbose_name = "audit event"
+        indexes = [
+            models.Index(fields=["occurred_at", "id"], name="auditlog_occurred"),
+            models.Index(fields=["actor_id", "occurred_at", "id"], name="auditlog_actor"),
+            models.Index(fields=["action", "occurred_at", "id"], name="auditlog_action"),
+            # Targets: by id (with or without a type, ids are selective), or by type alone (the
+            # admin filter), each newest first straight from the index.
+            models.Index(fields=["target_id", "occurred_at", "id"], name="auditlog_target_id"),
+            models.Index(fields=["target_type", "occurred_at", "id"], name="auditlog_target_type"),
+            models.Index(fields=["actor_type", "occurred_at", "id"], name="auditlog_actor_type"),
+            # Failures are few: a partial index finds them without reading the successes.
+            models.Index(
+                fields=["occurred_at", "id"], condition=Q(outcome="failure"), name="auditlog_failures"
+            ),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="auditlog_unique_idempotency_key",
+            ),
+            models.CheckConstraint(condition=Q(outcome__in=Outcome.values), name="auditlog_outcome_valid"),
+        ]
+
+    def __str__(self):
+        return f"{self.actor_id} {self.action} {self.target_type}:{self.target_id}".rstrip(":")
+
+
+class EventSeal(models.Model):
+    """One link of the hash chain: SHA-256 of the previous link and the event's canonical form.
+
+    Kept beside the events (which stay append-only), keyed by event id, with no foreign key so
+    that a deleted event still leaves its seal behind, and verification names it.
+    """
+
+    event_id = models.BigIntegerField(primary_key=True)
+    chain_hash = models.CharField(max_length=64)
+
+    def __str__(self):
+        return f"seal of event {self.event_id}"
+
+
+class SealBlock(models.Model):
+    """A checkpoint over events first..last: the chain before and after, authenticated with an
+    HMAC of the seal key, so a chain recomputed by someone without the key does not verify."""
+
+    first_event_id = models.BigIntegerField()
+    last_event_id = models.BigIntegerField(unique=True)
+    event_count = models.IntegerField()
+    previous_hash = models.CharField(max_length=64)
+    chain_hash = models.CharField(max_length=64)
+    key_id = models.CharField(max_length=16)
+    mac = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["last_event_id"]
+
+    def __str__(self):
+        return f"seal block {self.first_event_id}-{self.last_event_id}"
+
+
+class SealAnchor(models.Model):
+    """Where the chain resumes after a purge: the link of the last purged event (one row)."""
+
+    purged_through_event_id = models.BigIntegerField()
+    chain_hash = models.CharField(max_length=64)
+    purged_count = models.BigIntegerField()
+    key_id = models.CharField(max_length=16)
+    mac = models.CharField(max_length=64)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"purged through event {self.purged_through_event_id}"

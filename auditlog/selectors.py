@@ -1,0 +1,201 @@
+"""Reads. Every query here uses an index (see README "Indexes")."""
+
+import heapq
+import itertools
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import QuerySet
+
+from auditlog.filters import EventFilters
+from auditlog.models import ActionLog, ApiKey
+from auditlog.tokens import token_hash
+
+TARGET_PREFIX = "target:"
+# Above this many actions under one prefix, one sorted query is cheaper than merging pages.
+MAX_MERGED_ACTIONS = 20
+
+
+# token hash -> (monotonic expiry, ApiKey). Only valid keys are cached, so unknown tokens cannot
+# grow it; a process-local dict, read and written atomically under the GIL.
+_api_keys: dict[str, tuple[float, ApiKey]] = {}
+
+
+def api_key_get_by_token(token: str) -> ApiKey | None:
+    """Return the active key for a bearer token, or None.
+
+    Cached per process for AUDITLOG_API_KEY_CACHE_SECONDS: a query per request was a third of
+    an ingest request's cost. A revoked key stops working within that time everywhere.
+    """
+    digest = token_hash(token)
+    now = time.monotonic()
+    cached = _api_keys.get(digest)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    key = ApiKey.objects.filter(key_hash=digest, revoked_at__isnull=True).order_by().first()
+    if key is None:
+        _api_keys.pop(digest, None)
+    else:
+        _api_keys[digest] = (now + settings.AUDITLOG_API_KEY_CACHE_SECONDS, key)
+    return key
+
+
+def api_key_cache_forget(key: ApiKey) -> None:
+    _api_keys.pop(key.key_hash, None)
+
+
+def events_get_by_idempotency_keys(*, source: ApiKey, keys) -> dict[str, ActionLog]:
+    rows = ActionLog.objects.filter(source=source, idempotency_key__in=keys).only(
+        "uuid", "received_at", "idempotency_key", "payload_hash"
+    )
+    return {row.idempotency_key: row for row in rows}
+
+
+def event_get(event_id) -> ActionLog | None:
+    return ActionLog.objects.select_related("source").filter(uuid=event_id).first()
+
+
+def event_queryset(filters: EventFilters) -> QuerySet[ActionLog]:
+    """The events that match the filters (every filter combination has an index to start from)."""
+    queryset = ActionLog.objects.select_related("source").filter(**_equalities(filters))
+    if filters.action_prefix is not None:
+        # A byte-wise range, not LIKE: it uses the action index (the column is C-collated on
+        # PostgreSQL).
+        queryset = queryset.filter(
+            action__gte=filters.action_prefix, action__lt=_after_prefix(filters.action_prefix)
+        )
+    if filters.since is not None:
+        queryset = queryset.filter(occurred_at__gte=filters.since)
+    if filters.until is not None:
+        queryset = queryset.filter(occurred_at__lt=filters.until)
+    return queryset
+
+
+def _before(queryset: QuerySet[ActionLog], position: tuple[datetime, int]) -> QuerySet[ActionLog]:
+    """Rows strictly after `position` in newest-first order: (occurred_at, id) < position.
+
+    Written as `occurred_at <= t AND NOT (occurred_at = t AND id >= i)`, a form both databases
+    drive from an index range, so any page costs what the first one does.
+    """
+    occurred_at, pk = position
+    return queryset.filter(occurred_at__lte=occurred_at).exclude(occurred_at=occurred_at, id__gte=pk)
+
+
+def _page(filters: EventFilters) -> list[ActionLog]:
+    queryset = event_queryset(filters)
+    if filters.after is not None:
+        queryset = _before(queryset, filters.after)
+    return list(queryset.order_by("-occurred_at", "-id")[: filters.limit + 1])
+
+
+def event_list(filters: EventFilters) -> tuple[list[ActionLog], tuple[datetime, int] | None]:
+    """Return one page, newest first, and the position after it (None on the last page).
+
+    `action=invoice.*` spans several actions, which no index returns in time order: rather
+    than sort every matching row, merge the pages of each action (each an ordered index range).
+    """
+    actions = None
+    if filters.action_prefix is not None:
+        actions = event_distinct_values("action", prefix=filters.action_prefix, limit=MAX_MERGED_ACTIONS + 1)
+    if actions is not None and len(actions) <= MAX_MERGED_ACTIONS:
+        pages = [_page(replace(filters, action=action, action_prefix=None)) for action in actions]
+        newest_first = heapq.merge(*pages, key=lambda event: (event.occurred_at, event.id), reverse=True)
+        page = list(itertools.islice(newest_first, filters.limit + 1))
+    else:
+        page = _page(filters)
+    if len(page) <= filters.limit:
+        return page, None
+    last = page[filters.limit - 1]
+    return page[: filters.limit], (last.occurred_at, last.id)
+
+
+def events_iterate(queryset: QuerySet[ActionLog], chunk_size: int = 2000) -> Iterator[ActionLog]:
+    """Yield every event of a queryset, newest first, holding one chunk in memory at a time.
+
+    Keyset chunks rather than a server-side cursor: each chunk is a short query, so a slow
+    reader holds no transaction open, and it works behind PgBouncer too.
+    """
+    queryset = queryset.order_by("-occurred_at", "-id")
+    position = None
+    while True:
+        chunk = list((queryset if position is None else _before(queryset, position))[:chunk_size])
+        yield from chunk
+        if len(chunk) < chunk_size:
+            return
+        position = (chunk[-1].occurred_at, chunk[-1].id)
+
+
+def _equalities(filters: EventFilters) -> dict:
+    names = ("actor_id", "actor_type", "action", "target_type", "target_id", "outcome")
+    return {name: getattr(filters, name) for name in names if getattr(filters, name) is not None}
+
+
+def event_distinct_values(column: str, limit: int = 200, prefix: str | None = None) -> list[str]:
+    """Distinct non-empty values of an indexed column (starting with `prefix`), by a loose
+    index scan.
+
+    `SELECT DISTINCT` reads the whole index; this asks the index for the next value after the
+    last one found, one seek per value, in both databases (a recursive CTE). A prefix is a
+    byte-wise range, so it is for `action` only (C-collated on PostgreSQL).
+    """
+    if column not in ("action", "actor_type", "target_type") or (prefix and column != "action"):
+        raise ValueError(f"no suitable index for {column!r}")
+    table = connection.ops.quote_name(ActionLog._meta.db_table)
+    col = connection.ops.quote_name(column)
+    if prefix:
+        upper = _after_prefix(prefix)
+        first, rest, params = f"{col} >= %s AND {col} < %s", f"AND {col} < %s", [prefix, upper, upper, limit]
+    else:
+        first, rest, params = f"{col} > ''", "", [limit]
+    sql = f"""
+        WITH RECURSIVE found(value, n) AS (
+            SELECT MIN({col}), 1 FROM {table} WHERE {first}
+            UNION ALL
+            SELECT (SELECT MIN({col}) FROM {table} WHERE {col} > found.value {rest}), n + 1
+            FROM found WHERE found.value IS NOT NULL AND n < %s
+        )
+        SELECT value FROM found WHERE value IS NOT NULL
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return [value for (value,) in cursor.fetchall()]
+
+
+def _after_prefix(prefix: str) -> str:
+    """The smallest string above every string that starts with `prefix` (ASCII actions)."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def event_count_estimate() -> int | None:
+    """PostgreSQL's planner estimate of the table's rows (None elsewhere, or before ANALYZE)."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [ActionLog._meta.db_table]
+        )
+        row = cursor.fetchone()
+    return row[0] if row and row[0] > 0 else None
+
+
+def event_search(queryset: QuerySet[ActionLog], term: str) -> QuerySet[ActionLog]:
+    """Exact matches only, each an index range: an event id (UUID), `target:[type:]id`, or an
+    actor id. Never LIKE '%…%', which reads the whole table."""
+    term = term.strip()
+    if not term:
+        return queryset
+    try:
+        return queryset.filter(uuid=uuid.UUID(term))
+    except ValueError:
+        pass
+    if term.startswith(TARGET_PREFIX):
+        target_type, separator, target_id = term.removeprefix(TARGET_PREFIX).partition(":")
+        if not separator:
+            return queryset.filter(target_id=target_type)
+        return queryset.filter(target_type=target_type, target_id=target_id)
+    return queryset.filter(actor_id=term)

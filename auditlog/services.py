@@ -1,0 +1,228 @@
+"""Writes. Every multi-statement write is one transaction (IMMEDIATE on SQLite)."""
+
+import json
+from contextlib import nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from auditlog.bulk import event_params, events_insert
+from auditlog.locking import sqlite_writer_queue
+from auditlog.models import ActionLog, ApiKey, Scope
+from auditlog.selectors import api_key_cache_forget, events_get_by_idempotency_keys
+from auditlog.tokens import token_generate, token_hash
+from auditlog.uuid7 import uuid7
+from auditlog.validation import EventInput, payload_hash
+
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+# A concurrent batch with the same idempotency key can win the race on PostgreSQL between our
+# lookup and our insert; the retry then finds its row. SQLite serialises batches (IMMEDIATE).
+BATCH_ATTEMPTS = 3
+
+CREATED = 201
+REPLAYED = 200
+CONFLICT = 409
+
+
+class IdempotencyConflict(Exception):
+    """The idempotency key was already used by this source with a different event body."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """What the API acknowledges of a new event; a stored ActionLog answers the same."""
+
+    uuid: UUID
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EventOutcome:
+    status: int  # CREATED, REPLAYED or CONFLICT
+    event: StoredEvent | ActionLog | None
+
+
+def _event_build(source: ApiKey, event: EventInput, received_at: datetime) -> ActionLog:
+    return ActionLog(
+        occurred_at=event.occurred_at or received_at,
+        received_at=received_at,
+        actor_id=event.actor_id,
+        actor_type=event.actor_type,
+        actor_name=event.actor_name,
+        action=event.action,
+        target_type=event.target_type,
+        target_id=event.target_id,
+        target_name=event.target_name,
+        outcome=event.outcome,
+        ip_address=event.ip_address,
+        user_agent=event.user_agent,
+        metadata=event.metadata,
+        source=source,
+        idempotency_key=event.idempotency_key,
+        payload_hash=event.payload_hash,
+    )
+
+
+def _new_row(source: ApiKey, event: EventInput, received_at: datetime) -> tuple[StoredEvent, tuple]:
+    stored = StoredEvent(uuid7(), received_at)
+    return stored, event_params(event, event_uuid=stored.uuid, received_at=received_at, source_id=source.pk)
+
+
+def event_create(*, source: ApiKey, event: EventInput) -> EventOutcome:
+    """Store one event, or return the original for a replayed idempotency key.
+
+    Insert first and look up only on a key collision: one statement in the common case and no
+    read-then-write window. Raises IdempotencyConflict when the key was used for another body.
+    A lone INSERT needs no transaction of its own; inside a caller's transaction, a savepoint
+    keeps a key collision from breaking it.
+    """
+    stored, row = _new_row(source, event, timezone.now())
+    try:
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            events_insert([row])
+        return EventOutcome(CREATED, stored)
+    except IntegrityError:
+        if event.idempotency_key is None:
+            raise
+        original = events_get_by_idempotency_keys(source=source, keys=[event.idempotency_key]).get(
+            event.idempotency_key
+        )
+        if original is None:
+            raise
+    if original.payload_hash != event.payload_hash:
+        raise IdempotencyConflict
+    return EventOutcome(REPLAYED, original)
+
+
+def events_create_batch(*, source: ApiKey, events: list[EventInput]) -> list[EventOutcome]:
+    """Store a batch in one transaction with one prepared INSERT; one outcome per event, in order."""
+    with sqlite_writer_queue():
+        for _ in range(BATCH_ATTEMPTS - 1):
+            try:
+                with transaction.atomic():
+                    return _batch_insert(source, events, timezone.now())
+            except IntegrityError:
+                continue  # lost a key race: the next attempt sees the winner's row
+        with transaction.atomic():
+            return _batch_insert(source, events, timezone.now())
+
+
+def _batch_insert(source: ApiKey, events: list[EventInput], received_at: datetime) -> list[EventOutcome]:
+    keys = {event.idempotency_key for event in events if event.idempotency_key is not None}
+    known = events_get_by_idempotency_keys(source=source, keys=keys) if keys else {}
+    outcomes, rows = [], []
+    for event in events:
+        original = known.get(event.idempotency_key) if event.idempotency_key is not None else None
+        if original is not None:
+            status = REPLAYED if original.payload_hash == event.payload_hash else CONFLICT
+            outcomes.append(EventOutcome(status, original if status == REPLAYED else None))
+            continue
+        stored, row = _new_row(source, event, received_at)
+        if event.idempotency_key is not None:  # a repeat later in this batch replays it
+            known[event.idempotency_key] = _Replayable(stored.uuid, stored.received_at, event.payload_hash)
+        rows.append(row)
+        outcomes.append(EventOutcome(CREATED, stored))
+    if rows:
+        events_insert(rows)
+    return outcomes
+
+
+@dataclass(frozen=True, slots=True)
+class _Replayable:
+    uuid: UUID
+    received_at: datetime
+    payload_hash: str
+
+
+def api_key_create(*, name: str, scopes: set[str]) -> tuple[ApiKey, str]:
+    """Create a key; return it and its token, which exists only in this return value."""
+    unknown = set(scopes) - set(Scope.values)
+    if not scopes or unknown:
+        raise ValueError(f"scopes must be a non-empty subset of {sorted(Scope.values)}")
+    prefix, token = token_generate()
+    key = ApiKey.objects.create(
+        name=name, prefix=prefix, key_hash=token_hash(token), scopes=",".join(sorted(scopes))
+    )
+    return key, token
+
+
+def api_key_revoke(*, key: ApiKey) -> ApiKey:
+    if key.revoked_at is None:
+        key.revoked_at = timezone.now()
+        key.save(update_fields=["revoked_at"])
+    api_key_cache_forget(key)  # at once here; other processes within AUDITLOG_API_KEY_CACHE_SECONDS
+    return key
+
+
+def api_key_touch(*, key: ApiKey) -> None:
+    """Record use, at most once per LAST_USED_RESOLUTION, so reads do not turn into writes."""
+    now = timezone.now()
+    if key.last_used_at is not None and now - key.last_used_at < LAST_USED_RESOLUTION:
+        return
+    stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
+    ApiKey.objects.filter(stale, pk=key.pk).update(last_used_at=now)  # one writer per minute wins
+    key.last_used_at = now
+
+
+INTERNAL_SOURCE_NAME = "auditlog-internal"
+
+
+def internal_source() -> ApiKey:
+    """The source of events this service records about itself. Revoked from birth: no token
+    can ever authenticate as it."""
+    key = ApiKey.objects.filter(name=INTERNAL_SOURCE_NAME, scopes="").first()
+    if key is None:
+        prefix, token = token_generate()
+        key = ApiKey.objects.create(
+            name=INTERNAL_SOURCE_NAME,
+            prefix=prefix,
+            key_hash=token_hash(token),
+            scopes="",
+            revoked_at=timezone.now(),
+        )
+    return key
+
+
+def event_record_internal(
+    *,
+    action: str,
+    actor_id: str,
+    request=None,
+    actor_type: str = "staff",
+    target_type: str = "",
+    target_id: str = "",
+    outcome: str = "success",
+    metadata: dict | None = None,
+) -> ActionLog:
+    """Record what happened in this service itself: a person's admin logins, event views and
+    exports (with the request), or an operator command's work (without)."""
+    now = timezone.now()
+    values = {
+        "action": action,
+        "actor_id": actor_id[:255],
+        "actor_type": actor_type,
+        "actor_name": "",
+        "target_type": target_type,
+        "target_id": target_id[:255],
+        "target_name": "",
+        "occurred_at": now,
+        "outcome": outcome,
+        "ip_address": (request.META.get("REMOTE_ADDR") or None) if request else None,
+        "user_agent": request.headers.get("User-Agent", "")[:512] if request else "",
+    }
+    metadata = metadata or {}
+    metadata_json = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    event = EventInput(
+        **values,
+        metadata=metadata,
+        metadata_json=metadata_json,
+        idempotency_key=None,
+        payload_hash=payload_hash(values, metadata_json),
+    )
+    log = _event_build(internal_source(), event, now)
+    log.save(force_insert=True)
+    return log

@@ -1,0 +1,280 @@
+"""Turn request JSON into clean values or field errors under dotted paths (`actor.id`)."""
+
+import hashlib
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from auditlog.models import Outcome
+
+MAX_METADATA_BYTES = 16 * 1024
+MAX_METADATA_DEPTH = 32
+NUL_ESCAPE = "\\u0000"
+MAX_FUTURE_SKEW = timedelta(minutes=5)
+ACTION_RE = re.compile(r"[a-z0-9_.:-]+")
+
+MSG_REQUIRED = "This field is required."
+MSG_UNKNOWN = "Unknown field."
+MSG_NOT_STRING = "Must be a string."
+MSG_NOT_OBJECT = "Must be a JSON object."
+MSG_BLANK = "Must not be blank."
+MSG_NUL = "Must not contain NUL characters."
+MSG_SURROGATE = "Must be valid Unicode text."
+MSG_ACTION = "Use lowercase letters, digits and _ . : - only, e.g. invoice.delete."
+MSG_DATETIME = "Must be an ISO 8601 date-time with a timezone, e.g. 2026-01-31T12:00:00Z."
+MSG_FUTURE = "Must not be more than 5 minutes in the future."
+MSG_OUTCOME = "Must be one of: success, failure."
+MSG_IP = "Must be an IPv4 or IPv6 address."
+MSG_METADATA_SIZE = f"Must be at most {MAX_METADATA_BYTES} bytes serialized."
+MSG_METADATA_DEPTH = f"Must not nest deeper than {MAX_METADATA_DEPTH} levels."
+MSG_KEY = "Must be 1 to 128 printable ASCII characters."
+MSG_KEY_MISMATCH = "Differs from the Idempotency-Key header."
+
+
+def msg_too_long(limit: int) -> str:
+    return f"Must be at most {limit} characters."
+
+
+@dataclass(frozen=True, slots=True)
+class EventInput:
+    action: str
+    actor_id: str
+    actor_type: str
+    actor_name: str
+    target_type: str
+    target_id: str
+    target_name: str
+    occurred_at: datetime | None
+    outcome: str
+    ip_address: str | None
+    user_agent: str
+    metadata: dict
+    metadata_json: str  # canonical: sorted keys, compact
+    idempotency_key: str | None
+    payload_hash: str
+
+
+MSG_INVALID_EVENT = "The event is invalid; see fields."
+MSG_EVENT_NOT_OBJECT = "An event must be a JSON object."
+
+
+class ValidationFailed(Exception):
+    def __init__(self, fields: dict[str, list[str]], message: str = MSG_INVALID_EVENT):
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+
+
+class _Errors(dict):
+    def add(self, path: str, message: str) -> None:
+        self.setdefault(path, []).append(message)
+
+
+# (path, max length, required, accepts integers): integers are common for ids (`"id": 42`).
+_ACTOR_FIELDS = {"id": (255, True, True), "type": (64, False, False), "name": (255, False, False)}
+_TARGET_FIELDS = {"id": (255, False, True), "type": (64, False, False), "name": (255, False, False)}
+_TOP_FIELDS = frozenset(
+    {"action", "actor", "target", "occurred_at", "outcome", "context", "metadata", "idempotency_key"}
+)
+_CONTEXT_FIELDS = frozenset({"ip", "user_agent"})
+
+
+def _text(errors: _Errors, path: str, value: Any, limit: int, *, required=False, allow_int=False) -> str:
+    if value is None or value == "":
+        if required:
+            errors.add(path, MSG_REQUIRED if value is None else MSG_BLANK)
+        return ""
+    if allow_int and type(value) is int:
+        value = str(value)
+    if not isinstance(value, str):
+        errors.add(path, MSG_NOT_STRING)
+        return ""
+    if len(value) > limit:
+        errors.add(path, msg_too_long(limit))
+    elif "\x00" in value:
+        errors.add(path, MSG_NUL)
+    elif not value.isascii() and not _encodable(value):
+        errors.add(path, MSG_SURROGATE)
+    return value
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _object(errors: _Errors, path: str, value: Any, allowed: frozenset | dict) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        errors.add(path, MSG_NOT_OBJECT)
+        return {}
+    for name in value.keys() - allowed:
+        errors.add(f"{path}.{name}" if path else name, MSG_UNKNOWN)
+    return value
+
+
+def _party(errors: _Errors, path: str, value: Any, spec: dict, *, required: bool) -> dict[str, str]:
+    if value is None and required:
+        errors.add(f"{path}.id", MSG_REQUIRED)
+        return dict.fromkeys(spec, "")
+    data = _object(errors, path, value, spec)
+    return {
+        name: _text(
+            errors, f"{path}.{name}", data.get(name), limit, required=req and required, allow_int=ints
+        )
+        for name, (limit, req, ints) in spec.items()
+    }
+
+
+def _occurred_at(errors: _Errors, value: Any, now: datetime) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        errors.add("occurred_at", MSG_DATETIME)
+        return None
+    if parsed > now + MAX_FUTURE_SKEW:
+        errors.add("occurred_at", MSG_FUTURE)
+    return parsed.astimezone(UTC)
+
+
+def _ip(errors: _Errors, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    try:
+        return str(ipaddress.ip_address(value if isinstance(value, str) else ""))
+    except ValueError:
+        errors.add("context.ip", MSG_IP)
+        return None
+
+
+def _metadata(errors: _Errors, value: Any) -> tuple[dict, str]:
+    """Return the metadata and its canonical JSON (sorted keys, compact): serialized once, then
+    used for the size limit, the payload hash and storage."""
+    if value is None:
+        return {}, "{}"
+    if not isinstance(value, dict):
+        errors.add("metadata", MSG_NOT_OBJECT)
+        return {}, "{}"
+    serialized = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    try:
+        size = len(serialized.encode("utf-8"))
+    except UnicodeEncodeError:
+        errors.add("metadata", MSG_SURROGATE)
+        return {}, "{}"
+    # Walk only where the text could hide a NUL (serialized as \u0000) or too deep a nesting.
+    could_hide = (
+        NUL_ESCAPE in serialized or serialized.count("{") + serialized.count("[") > MAX_METADATA_DEPTH
+    )
+    if could_hide and (problem := _metadata_problem(value)):
+        errors.add("metadata", problem)
+        return {}, "{}"
+    if size > MAX_METADATA_BYTES:
+        errors.add("metadata", MSG_METADATA_SIZE)
+    return value, serialized
+
+
+def _metadata_problem(value: dict) -> str | None:
+    """Walk without recursion: NUL (PostgreSQL's jsonb rejects it), lone surrogates, depth."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_METADATA_DEPTH:
+            return MSG_METADATA_DEPTH
+        if isinstance(node, dict):
+            children = list(node.values())
+            strings = node.keys()
+        elif isinstance(node, list):
+            children, strings = node, ()
+        else:
+            children, strings = (), (node,) if isinstance(node, str) else ()
+        for text in strings:
+            if "\x00" in text:
+                return MSG_NUL
+            if not text.isascii() and not _encodable(text):
+                return MSG_SURROGATE
+        stack.extend((child, depth + 1) for child in children)
+    return None
+
+
+def _idempotency_key(errors: _Errors, body_key: Any, header_key: str | None) -> str | None:
+    key = body_key if body_key is not None else header_key
+    if key is None:
+        return None
+    if not isinstance(key, str) or not 1 <= len(key) <= 128 or not (key.isascii() and key.isprintable()):
+        errors.add("idempotency_key", MSG_KEY)
+        return None
+    if body_key is not None and header_key is not None and body_key != header_key:
+        errors.add("idempotency_key", MSG_KEY_MISMATCH)
+    return key
+
+
+def event_validate(data: Any, *, header_key: str | None = None, now: datetime | None = None) -> EventInput:
+    """Return the clean event, or raise ValidationFailed with every problem found."""
+    if not isinstance(data, dict):
+        raise ValidationFailed({}, MSG_EVENT_NOT_OBJECT)
+    errors = _Errors()
+    body = _object(errors, "", data, _TOP_FIELDS)
+    now = now or timezone.now()
+
+    action = _text(errors, "action", body.get("action"), 100, required=True)
+    if action and "action" not in errors and not ACTION_RE.fullmatch(action):
+        errors.add("action", MSG_ACTION)
+    actor = _party(errors, "actor", body.get("actor"), _ACTOR_FIELDS, required=True)
+    target = _party(errors, "target", body.get("target"), _TARGET_FIELDS, required=False)
+    occurred_at = _occurred_at(errors, body.get("occurred_at"), now)
+    outcome = body.get("outcome")
+    if outcome is None:
+        outcome = Outcome.SUCCESS.value
+    elif outcome not in Outcome.values:
+        errors.add("outcome", MSG_OUTCOME)
+    context = _object(errors, "context", body.get("context"), _CONTEXT_FIELDS)
+    ip_address = _ip(errors, context.get("ip"))
+    user_agent = _text(errors, "context.user_agent", context.get("user_agent"), 512)
+    metadata, metadata_json = _metadata(errors, body.get("metadata"))
+    key = _idempotency_key(errors, body.get("idempotency_key"), header_key)
+    if errors:
+        raise ValidationFailed(dict(errors))
+
+    values = {
+        "action": action,
+        "actor_id": actor["id"],
+        "actor_type": actor["type"],
+        "actor_name": actor["name"],
+        "target_type": target["type"],
+        "target_id": target["id"],
+        "target_name": target["name"],
+        "occurred_at": occurred_at,
+        "outcome": outcome,
+        "ip_address": ip_address,
+        "user_agent": user_agent,
+    }
+    return EventInput(
+        **values,
+        metadata=metadata,
+        metadata_json=metadata_json,
+        idempotency_key=key,
+        payload_hash=payload_hash(values, metadata_json),
+    )
+
+
+def payload_hash(values: dict, metadata_json: str) -> str:
+    """SHA-256 of the canonical event: the same event sent twice hashes the same.
+
+    `values` holds every field but metadata, in a fixed order; metadata comes already canonical.
+    """
+    fields = [value.isoformat() if isinstance(value, datetime) else value for value in values.values()]
+    canonical = json.dumps(fields, ensure_ascii=False, separators=(",", ":")) + metadata_json
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

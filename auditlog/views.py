@@ -1,0 +1,123 @@
+import json
+
+from django.conf import settings
+from django.db import connection
+from django.http import JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+
+from auditlog import errors
+from auditlog.api import api_route, parse_json_object, requires_scope
+from auditlog.cursor import cursor_encode
+from auditlog.filters import event_filters_parse
+from auditlog.models import ActionLog, Scope
+from auditlog.selectors import event_get, event_list
+from auditlog.serialization import event_as_dict
+from auditlog.services import CONFLICT, IdempotencyConflict, event_create, events_create_batch
+from auditlog.validation import ValidationFailed, event_validate
+
+MSG_BATCH_EVENTS = "Must be a list of 1 to {limit} events."
+MSG_BATCH_HEADER = "Idempotency-Key does not apply to a batch; set idempotency_key on each event."
+MSG_BATCH_FIELDS = 'A batch is {"events": [...]} and nothing else.'
+
+
+def _ack(event: ActionLog) -> dict:
+    return {"id": str(event.uuid), "received_at": event.received_at}
+
+
+def _invalid(failure: ValidationFailed) -> errors.ApiError:
+    return errors.ApiError(errors.VALIDATION_ERROR, failure.message, failure.fields)
+
+
+def _conflict() -> errors.ApiError:
+    return errors.ApiError(errors.CONFLICT, errors.MSG_IDEMPOTENCY_CONFLICT)
+
+
+@requires_scope(Scope.WRITE, body_limit="AUDITLOG_MAX_EVENT_BYTES")
+def event_create_view(request, api_key, body):
+    data = parse_json_object(request, body)
+    try:
+        event = event_validate(data, header_key=request.headers.get("Idempotency-Key"))
+        outcome = event_create(source=api_key, event=event)
+    except ValidationFailed as failure:
+        raise _invalid(failure) from None
+    except IdempotencyConflict:
+        raise _conflict() from None
+    return JsonResponse(_ack(outcome.event), status=outcome.status)
+
+
+@requires_scope(Scope.WRITE, body_limit="AUDITLOG_MAX_BATCH_BYTES")
+def event_batch_view(request, api_key, body):
+    data = parse_json_object(request, body)
+    items = data.get("events")
+    limit = settings.AUDITLOG_MAX_BATCH_EVENTS
+    if data.keys() - {"events"}:
+        raise errors.ApiError(errors.VALIDATION_ERROR, MSG_BATCH_FIELDS, {"events": [MSG_BATCH_FIELDS]})
+    if not isinstance(items, list) or not 1 <= len(items) <= limit:
+        message = MSG_BATCH_EVENTS.format(limit=limit)
+        raise errors.ApiError(errors.VALIDATION_ERROR, message, {"events": [message]})
+    if "Idempotency-Key" in request.headers:
+        raise errors.ApiError(errors.VALIDATION_ERROR, MSG_BATCH_HEADER)
+
+    results, valid, positions, now = [None] * len(items), [], [], timezone.now()
+    for index, item in enumerate(items):
+        try:
+            valid.append(event_validate(item, now=now))
+            positions.append(index)
+        except ValidationFailed as failure:
+            results[index] = {"index": index, "status": 400, "error": _invalid(failure).as_dict()}
+    outcomes = events_create_batch(source=api_key, events=valid) if valid else []
+    for index, outcome in zip(positions, outcomes, strict=True):
+        if outcome.status == CONFLICT:
+            results[index] = {"index": index, "status": CONFLICT, "error": _conflict().as_dict()}
+        else:
+            results[index] = {"index": index, "status": outcome.status, **_ack(outcome.event)}
+    return JsonResponse({"results": results})
+
+
+@requires_scope(Scope.READ)
+def event_list_view(request, api_key):
+    try:
+        filters = event_filters_parse(request.GET)
+    except ValidationFailed as failure:
+        raise _invalid(failure) from None
+    page, after = event_list(filters)
+    next_cursor = cursor_encode(*after) if after else None
+    return JsonResponse({"results": [event_as_dict(event) for event in page], "next_cursor": next_cursor})
+
+
+@requires_scope(Scope.READ)
+def event_detail_view(request, api_key, event_id):
+    event = event_get(event_id)
+    if event is None:
+        raise errors.ApiError(errors.NOT_FOUND, errors.MSG_NOT_FOUND)
+    return JsonResponse(event_as_dict(event))
+
+
+events = api_route(GET=event_list_view, POST=event_create_view)
+events_batch = api_route(POST=event_batch_view)
+event_detail = api_route(GET=event_detail_view)
+
+
+def api_not_found(request, *args, **kwargs):
+    raise errors.ApiError(errors.NOT_FOUND, errors.MSG_NOT_FOUND)
+
+
+def healthz(request):
+    return JsonResponse({"status": "ok"})
+
+
+def readyz(request):
+    """Ready when the database answers a query."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({"status": "ok", "database": connection.vendor})
+
+
+@csrf_exempt  # benchmark only: see AUDITLOG_BENCH_ENDPOINT
+def bench_empty(request):
+    """The framework's own ceiling for `make bench`: parse the JSON body, answer 201, no database."""
+    json.loads(request.body)
+    return JsonResponse(
+        {"id": "00000000-0000-0000-0000-000000000000", "received_at": timezone.now()}, status=201
+    )

@@ -1,0 +1,19 @@
+"""gunicorn settings: gthread workers, sized from the environment (README "Configuration")."""
+
+import os
+
+# A thread holds one database connection (persistent mode): keep workers x threads within the
+# database's connection budget; `manage.py auditlog_dbcheck` checks it against max_connections.
+workers = int(os.environ.get("WEB_CONCURRENCY") or os.cpu_count() or 1)
+threads = int(os.environ.get("GUNICORN_THREADS") or 4)
+worker_class = "gthread"
+# Heartbeat files on tmpfs, so a slow disk cannot get a worker killed.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+timeout = int(os.environ.get("GUNICORN_TIMEOUT") or 30)
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT") or 30)
+keepalive = 5
+accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
+errorlog = "-"
+# gunicorn >= 24 opens a control socket at one fixed path per user: several servers on one
+# machine (tests, benchmarks) would fight over it, and nothing here uses gunicornc.
+control_socket_disable = True

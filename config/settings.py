@@ -1,0 +1,219 @@
+"""Settings for auditlog. Every knob comes from the environment (or an optional `.env`).
+
+See README.md "Configuration" and "Connection management" for what each one does.
+"""
+
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+env = environ.Env()
+# Real environment variables win over the file: read_env only fills in what is unset.
+ENV_FILE = env.str("DJANGO_ENV_FILE", default=str(BASE_DIR / ".env"))
+if Path(ENV_FILE).is_file():
+    environ.Env.read_env(ENV_FILE)
+
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+
+if DEBUG:
+    SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="django-insecure-dev-only-key-do-not-deploy")
+else:
+    try:
+        SECRET_KEY = env.str("DJANGO_SECRET_KEY")
+    except ImproperlyConfigured:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. Set it in the environment or in .env "
+            "(`make .env` writes one with a fresh random key), or set DJANGO_DEBUG=true "
+            "for a development-only default."
+        ) from None
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "axes",
+    "auditlog.apps.AuditlogConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "auditlog.middleware.ApiErrorMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into its lockout response.
+    "axes.middleware.AxesMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+# The connection setup is the point of this service: see README "Connection management" and
+# ../shared/CONNECTIONS.md. `python manage.py auditlog_dbcheck` prints what is in effect.
+
+DATABASES = {"default": env.db_url("DATABASE_URL", default="sqlite:///db.sqlite3")}
+DATABASE = DATABASES["default"]
+DATABASE.setdefault("OPTIONS", {})
+
+CONN_MAX_AGE = env.int("CONN_MAX_AGE", default=600)
+CONN_HEALTH_CHECKS = env.bool("CONN_HEALTH_CHECKS", default=True)
+DATABASE_POOL = env.bool("DATABASE_POOL", default=False)
+SQLITE_BUSY_TIMEOUT = env.float("SQLITE_BUSY_TIMEOUT", default=5.0)
+
+if DATABASE["ENGINE"] == "django.db.backends.sqlite3":
+    if DATABASE["NAME"] != ":memory:" and not Path(DATABASE["NAME"]).is_absolute():
+        DATABASE["NAME"] = str(BASE_DIR / DATABASE["NAME"])
+    DATABASE["OPTIONS"].update(
+        {
+            # Writers wait for the lock (busy timeout) instead of failing at once, and a
+            # transaction takes the write lock at BEGIN, so read-then-write cannot deadlock.
+            "timeout": SQLITE_BUSY_TIMEOUT,
+            "transaction_mode": "IMMEDIATE",
+            # WAL: readers never block the writer. NORMAL is durable against app crashes.
+            "init_command": "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL",
+        }
+    )
+    # A file test database, so tests run with WAL and real locking, like production.
+    DATABASE["TEST"] = {"NAME": env.str("SQLITE_TEST_NAME", default=str(BASE_DIR / ".test-db.sqlite3"))}
+    DATABASE["CONN_MAX_AGE"] = CONN_MAX_AGE
+    DATABASE["CONN_HEALTH_CHECKS"] = CONN_HEALTH_CHECKS
+elif DATABASE["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend, with a health check that needs no round trip (auditlog/db/postgresql).
+    DATABASE["ENGINE"] = "auditlog.db.postgresql"
+    # Fail fast (then answer 503) instead of hanging a worker thread on an unreachable server.
+    DATABASE["OPTIONS"].setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
+    DATABASE["OPTIONS"].setdefault("application_name", "auditlog")
+    DATABASE["CONN_HEALTH_CHECKS"] = CONN_HEALTH_CHECKS
+    if DATABASE_POOL:
+        DATABASE["OPTIONS"]["pool"] = {
+            "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=2),
+            "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=8),
+            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=5.0),
+        }
+        # Django's pool requires it: a request returns its connection to the pool when it ends.
+        DATABASE["CONN_MAX_AGE"] = 0
+    else:
+        DATABASE["CONN_MAX_AGE"] = CONN_MAX_AGE
+else:
+    raise ImproperlyConfigured(
+        f"DATABASE_URL: unsupported engine {DATABASE['ENGINE']}; use sqlite:// or postgres://"
+    )
+
+# How many copies of this service share the database: the connection budget check multiplies.
+AUDITLOG_APP_INSTANCES = env.int("AUDITLOG_APP_INSTANCES", default=1)
+
+# Each POST is its own short transaction where it needs one; never the whole request.
+DATABASE["ATOMIC_REQUESTS"] = False
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out user or address
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Admin login hardening: after N failures for one username, or from one address, further
+# attempts are refused for a while. Lockouts show in the admin under "Axes".
+AXES_FAILURE_LIMIT = env.int("AUDITLOG_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AUDITLOG_LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+# Serve the admin's files straight from the apps, so `collectstatic` is optional.
+WHITENOISE_USE_FINDERS = True
+
+# --- HTTPS, for deployments behind a TLS-terminating proxy ----------------------------------
+# Off by default so `make run` works on plain http://127.0.0.1; DJANGO_HTTPS=true in production.
+HTTPS = env.bool("DJANGO_HTTPS", default=False)
+SECURE_SSL_REDIRECT = HTTPS
+SESSION_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_SECURE = HTTPS
+SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=31_536_000 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=HTTPS)
+if env.bool("DJANGO_BEHIND_PROXY", default=HTTPS):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Load balancers probe over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+SILENCED_SYSTEM_CHECKS = env.list("DJANGO_SILENCED_SYSTEM_CHECKS", default=[])
+
+# --- Limits of the API ------------------------------------------------------------------------
+AUDITLOG_MAX_EVENT_BYTES = env.int("AUDITLOG_MAX_EVENT_BYTES", default=64 * 1024)
+AUDITLOG_MAX_BATCH_BYTES = env.int("AUDITLOG_MAX_BATCH_BYTES", default=8 * 1024 * 1024)
+AUDITLOG_MAX_BATCH_EVENTS = 1000
+# The API reads the body itself, against the limits above.
+DATA_UPLOAD_MAX_MEMORY_SIZE = AUDITLOG_MAX_BATCH_BYTES
+AUDITLOG_RETRY_AFTER_SECONDS = env.int("AUDITLOG_RETRY_AFTER_SECONDS", default=1)
+# Seconds an API key is cached per process: a revoked key stops working within this time.
+AUDITLOG_API_KEY_CACHE_SECONDS = env.float("AUDITLOG_API_KEY_CACHE_SECONDS", default=5.0)
+# Tamper evidence (README "Operations"): the HMAC key of seal checkpoints, older keys still
+# accepted by auditlog_verify after a rotation, and how old an event must be to be sealed (no
+# transaction still in flight can then commit a lower id).
+AUDITLOG_SEAL_KEY = env.str("AUDITLOG_SEAL_KEY", default="")
+AUDITLOG_SEAL_OLD_KEYS = env.list("AUDITLOG_SEAL_OLD_KEYS", default=[])
+AUDITLOG_SEAL_DELAY_SECONDS = env.int("AUDITLOG_SEAL_DELAY_SECONDS", default=300)
+# Retention: auditlog_purge's default --older-than, in days (unset: no default).
+AUDITLOG_RETENTION_DAYS = env.int("AUDITLOG_RETENTION_DAYS", default=None)
+# Mounts /bench/empty, the framework-only baseline of `make bench`. Never in production.
+AUDITLOG_BENCH_ENDPOINT = env.bool("AUDITLOG_BENCH_ENDPOINT", default=False)
+
+# --- Logging: to stderr, where gunicorn and the live tests read it --------------------------
+LOG_LEVEL = env.str("DJANGO_LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"}},
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "django": {"handlers": ["stderr"], "level": "WARNING"},
+        # 4xx answers are the client's business (and costly to log under load); 5xx still log.
+        "django.request": {"handlers": ["stderr"], "level": "ERROR", "propagate": False},
+        "auditlog": {"handlers": ["stderr"], "level": LOG_LEVEL},
+    },
+}

@@ -1,0 +1,322 @@
+"""Ingest benchmark (make bench): the service against Django's own ceiling and the raw insert limit.
+
+Scenarios, each with the same gunicorn settings (2 workers x 4 threads, production config):
+  (a) empty Django JSON endpoint (parses the body, answers 201, no database), on the same
+      gunicorn as (b) or (c), alternating with it in rounds so both see the same load drift
+  (b) single-event POST on SQLite, (c) on PostgreSQL
+  (d) batch POSTs of 1,000 events on each database
+  (e) the raw insert limit: the same rows bulk-inserted with no framework
+      (SQLite executemany, PostgreSQL COPY), 1,000 rows per transaction
+Server CPU per request comes from /proc: the gunicorn processes, plus every PostgreSQL process
+for PostgreSQL. It is the figure to trust on a shared machine; ratios come from one run.
+Writes loadtest/out/bench.json and bench.md.
+
+    python loadtest/bench.py [--requests N] [--quick]
+"""
+
+import argparse
+import http.client
+import json
+import statistics
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from harness import (
+    OUT,
+    Server,
+    cpu_snapshot,
+    cpu_used,
+    django_shell,
+    manage,
+    postgres_database,
+    postgres_pids,
+    postgres_reachable,
+    rss_kib,
+    sqlite_database,
+)
+
+EVENT = {
+    "action": "invoice.delete",
+    "actor": {"id": "42", "type": "user", "name": "Ada Lovelace"},
+    "target": {"type": "invoice", "id": "7", "name": "INV-7"},
+    "outcome": "success",
+    "context": {"ip": "203.0.113.9", "user_agent": "billing-service/4.2"},
+    "metadata": {"reason": "duplicate", "amount_cents": 12900, "currency": "EUR"},
+}
+RAW_INSERT = r"""
+import json, time
+from itertools import islice
+from auditlog.bulk import events_bulk_insert
+from auditlog.demo import demo_rows
+from auditlog.services import api_key_create
+source, _ = api_key_create(name="raw", scopes={"write"})
+rows = list(demo_rows(COUNT, source.pk, seed=1))
+started = time.perf_counter()
+for first in range(0, COUNT, 1000):
+    events_bulk_insert(rows[first:first + 1000])
+elapsed = time.perf_counter() - started
+print(json.dumps({"events": COUNT, "seconds": elapsed}))
+"""
+
+
+def make_key(database_url: str) -> str:
+    manage(database_url, "migrate", "--noinput")
+    return (
+        manage(database_url, "auditlog_create_key", "--name", "bench", "--scopes", "write")
+        .strip()
+        .splitlines()[-1]
+    )
+
+
+def load(server: Server, path: str, bodies, concurrency: int, token: str | None) -> dict:
+    """Send every body once over `concurrency` keep-alive connections; time each request."""
+    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
+    queue = iter(bodies)
+    lock = threading.Lock()
+    latencies, statuses = [], {}
+
+    def client():
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+        while True:
+            with lock:
+                body = next(queue, None)
+            if body is None:
+                conn.close()
+                return
+            started = time.perf_counter()
+            try:
+                conn.request("POST", path, body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                status = response.status
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+                status = "connection error"
+            elapsed = time.perf_counter() - started
+            with lock:
+                latencies.append(elapsed)
+                statuses[status] = statuses.get(status, 0) + 1
+
+    pids = server.pids()
+    before_app, before_db = cpu_snapshot(pids), cpu_snapshot(postgres_pids())
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        for _ in range(concurrency):
+            pool.submit(client)
+    wall = time.perf_counter() - started
+    app_cpu = cpu_used(before_app, cpu_snapshot(pids))
+    db_cpu = cpu_used(before_db, cpu_snapshot(postgres_pids()))
+    return _summary(latencies, statuses, concurrency, wall, app_cpu, db_cpu)
+
+
+def _summary(latencies, statuses, concurrency, wall, app_cpu, db_cpu) -> dict:
+    count = len(latencies)
+    latencies = sorted(latencies)
+    ok = sum(n for status, n in statuses.items() if status in (200, 201))
+    return {
+        "requests": count,
+        "concurrency": concurrency,
+        "errors": count - ok,
+        "statuses": {str(k): v for k, v in statuses.items()},
+        "requests_per_s": round(count / wall),
+        "wall_s": round(wall, 3),
+        "p50_ms": round(statistics.median(latencies) * 1000, 1),
+        "p99_ms": round(latencies[int(count * 0.99) - 1] * 1000, 1),
+        "app_cpu_us_per_request": round(app_cpu / count * 1e6),
+        "db_cpu_us_per_request": round(db_cpu / count * 1e6),
+        "_raw": (latencies, statuses, wall, app_cpu, db_cpu),
+    }
+
+
+def interleaved(server, token, scenarios: dict, rounds: int = 4) -> dict:
+    """Run each scenario in `rounds` slices, alternating, and merge: on a shared machine the
+    load drifts during a run, and alternating exposes every scenario to the same drift."""
+    merged = {name: ([], {}, 0.0, 0.0, 0.0) for name in scenarios}
+    concurrency = {}
+    for round_number in range(rounds):
+        for name, (path, make_bodies, conc, use_token) in scenarios.items():
+            result = load(server, path, make_bodies(round_number), conc, token if use_token else None)
+            latencies, statuses, wall, app_cpu, db_cpu = merged[name]
+            r_latencies, r_statuses, r_wall, r_app, r_db = result["_raw"]
+            for status, n in r_statuses.items():
+                statuses[status] = statuses.get(status, 0) + n
+            merged[name] = (latencies + r_latencies, statuses, wall + r_wall, app_cpu + r_app, db_cpu + r_db)
+            concurrency[name] = conc
+    return {name: _summary(*raw[:2], concurrency[name], *raw[2:]) for name, raw in merged.items()}
+
+
+def single_bodies(count: int, tag: str) -> list[bytes]:
+    return [json.dumps(EVENT | {"idempotency_key": f"{tag}-{n}"}).encode() for n in range(count)]
+
+
+def batch_bodies(batches: int, tag: str) -> list[bytes]:
+    return [
+        json.dumps({"events": [EVENT | {"idempotency_key": f"{tag}-{b}-{n}"} for n in range(1000)]}).encode()
+        for b in range(batches)
+    ]
+
+
+def scenario_database(name: str, database_url: str, args, results: dict) -> None:
+    token = make_key(database_url)
+    server = Server(database_url, f"bench-{name}", AUDITLOG_BENCH_ENDPOINT="true")
+    slice_size = args.requests // 4
+    try:
+        load(server, "/bench/empty", single_bodies(500, f"{name}-ewarm"), 8, None)
+        load(server, "/api/v1/events", single_bodies(500, f"{name}-warm"), 8, token)
+        results.update(
+            interleaved(
+                server,
+                token,
+                {
+                    f"empty Django endpoint (beside {name})": (
+                        "/bench/empty",
+                        lambda r: single_bodies(slice_size, f"{name}-e{r}"),
+                        32,
+                        False,
+                    ),
+                    f"single POST, {name}": (
+                        "/api/v1/events",
+                        lambda r: single_bodies(slice_size, f"{name}-{r}"),
+                        32,
+                        True,
+                    ),
+                },
+            )
+        )
+        load(server, "/api/v1/events/batch", batch_bodies(2, f"{name}-bwarm"), 2, token)
+        batch = load(server, "/api/v1/events/batch", batch_bodies(args.batches, f"{name}-b"), 4, token)
+        batch["events_per_s"] = round(batch["requests"] * 1000 / batch["wall_s"])
+        results[f"batch of 1,000, {name}"] = batch
+        if name == "sqlite":
+            results["single POST, sqlite, 64 connections"] = load(
+                server, "/api/v1/events", single_bodies(args.requests // 2, "c64"), 64, token
+            )
+            results["single POST, sqlite, 256 connections"] = load(
+                server, "/api/v1/events", single_bodies(args.requests // 2, "c256"), 256, token
+            )
+    finally:
+        server.stop()
+    raw_url = (
+        sqlite_database("bench-raw", fresh=True)
+        if name == "sqlite"
+        else postgres_database("auditlog_bench_raw", fresh=True)
+    )
+    manage(raw_url, "migrate", "--noinput")
+    raw = django_shell(raw_url, RAW_INSERT.replace("COUNT", str(args.batches * 1000)))
+    results[f"raw insert limit, {name}"] = {"events_per_s": round(raw["events"] / raw["seconds"])}
+
+
+def memory(args, results: dict) -> None:
+    """Worker resident memory after 10,000 and after 100,000 single POSTs (SQLite)."""
+    database_url = sqlite_database("bench-memory", fresh=True)
+    token = make_key(database_url)
+    server = Server(database_url, "bench-memory")
+    try:
+        load(server, "/api/v1/events", single_bodies(10_000, "m0"), 16, token)
+        early = {pid: rss_kib(pid) for pid in server.worker_pids()}
+        for round_number in range(1, 10):
+            load(server, "/api/v1/events", single_bodies(10_000, f"m{round_number}"), 16, token)
+        late = {pid: rss_kib(pid) for pid in server.worker_pids()}
+    finally:
+        server.stop()
+    growth = max((late[pid] - early[pid]) / early[pid] for pid in early)
+    results["worker memory, 100,000 single POSTs"] = {
+        "rss_kib_after_10k": early,
+        "rss_kib_after_100k": late,
+        "max_growth_percent": round(growth * 100, 1),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--requests", type=int, default=20_000, help="single POSTs per scenario (default 20,000)"
+    )
+    parser.add_argument("--batches", type=int, default=50, help="batches of 1,000 per database (default 50)")
+    parser.add_argument("--skip-memory", action="store_true", help="skip the 100,000-request memory run")
+    args = parser.parse_args()
+    results = {}
+    scenario_database("sqlite", sqlite_database("bench-ingest", fresh=True), args, results)
+    if postgres_reachable():
+        scenario_database("postgres", postgres_database("auditlog_bench_ingest", fresh=True), args, results)
+    else:
+        print("PostgreSQL unreachable: its scenarios are skipped", file=sys.stderr)
+    if not args.skip_memory:
+        memory(args, results)
+    report(results)
+
+
+def ratio(results, numerator, denominator, key):
+    if numerator in results and denominator in results:
+        return round(results[numerator][key] / results[denominator][key], 2)
+    return None
+
+
+def report(results: dict) -> None:
+    for row in results.values():
+        row.pop("_raw", None)
+
+    def total_cpu(name):
+        row = results.get(name)
+        return row and row["app_cpu_us_per_request"] + row["db_cpu_us_per_request"]
+
+    def cpu_ratio(database):
+        single = total_cpu(f"single POST, {database}")
+        empty = total_cpu(f"empty Django endpoint (beside {database})")
+        return single and empty and round(single / empty, 2)
+
+    ratios = {
+        "b/a CPU per request, single POST SQLite / empty (interleaved)": cpu_ratio("sqlite"),
+        "c/a CPU per request, single POST PostgreSQL incl. database / empty (interleaved)": cpu_ratio(
+            "postgres"
+        ),
+        "d/e batch events/s / raw insert limit, SQLite": ratio(
+            results, "batch of 1,000, sqlite", "raw insert limit, sqlite", "events_per_s"
+        ),
+        "d/e batch events/s / raw insert limit, PostgreSQL": ratio(
+            results, "batch of 1,000, postgres", "raw insert limit, postgres", "events_per_s"
+        ),
+    }
+    (OUT / "bench.json").write_text(json.dumps({"results": results, "ratios": ratios}, indent=2))
+    header = (
+        "| scenario | requests | conc. | errors | req/s | p50 ms | p99 ms "
+        "| app CPU µs/req | DB CPU µs/req | events/s |"
+    )
+    lines = [header, "|" + " --- |" + " ---: |" * 9]
+    for name, row in results.items():
+        if "requests" in row:
+            events = f"{row['events_per_s']:,}" if "events_per_s" in row else ""
+            cells = [
+                f"{row['requests']:,}",
+                row["concurrency"],
+                row["errors"],
+                f"{row['requests_per_s']:,}",
+                row["p50_ms"],
+                row["p99_ms"],
+                row["app_cpu_us_per_request"],
+                row["db_cpu_us_per_request"],
+                events,
+            ]
+            lines.append(f"| {name} | " + " | ".join(map(str, cells)) + " |")
+        elif "events_per_s" in row:
+            lines.append(f"| {name} |" + " |" * 8 + f" {row['events_per_s']:,} |")
+    lines += ["", "| ratio | value |", "| --- | ---: |", *[f"| {k} | {v} |" for k, v in ratios.items()]]
+    if "worker memory, 100,000 single POSTs" in results:
+        row = results["worker memory, 100,000 single POSTs"]
+        lines += [
+            "",
+            f"Worker RSS after 10,000 → 100,000 single POSTs: {row['rss_kib_after_10k']} → "
+            f"{row['rss_kib_after_100k']} KiB (max growth {row['max_growth_percent']}%).",
+        ]
+    table = "\n".join(lines)
+    (OUT / "bench.md").write_text(table + "\n")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

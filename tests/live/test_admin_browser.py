@@ -1,0 +1,138 @@
+"""The admin in a real browser: Debian's chromium, driven by Selenium through chromium-driver."""
+
+import csv
+import http.client
+import io
+import os
+import shutil
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.utils import timezone
+
+from auditlog.models import ActionLog
+from auditlog.services import api_key_create, event_create
+from auditlog.validation import event_validate
+from tests.live.conftest import LOG_DIR
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+SCREENSHOTS = LOG_DIR / "screenshots"
+PASSWORD = "correct horse battery staple"
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def browser(tmp_path):
+    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
+        message = "needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1400,1000",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.implicitly_wait(5)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def trail(db):
+    """Demo events, plus one known event two days ago."""
+    get_user_model().objects.create_superuser("auditor", "auditor@example.com", PASSWORD)
+    call_command("auditlog_demo", "--count", "3000", "--seed", "11", stdout=io.StringIO())
+    source, _ = api_key_create(name="billing", scopes={"write"})
+    event = event_validate(
+        {
+            "action": "invoice.delete",
+            "actor": {"id": "ada-42", "type": "user", "name": "Ada Lovelace"},
+            "target": {"type": "invoice", "id": "7", "name": "INV-7"},
+            "occurred_at": (timezone.now() - timedelta(days=2)).isoformat(),
+            "context": {"ip": "203.0.113.9"},
+            "metadata": {"reason": "duplicate", "lines": [1, 2]},
+        }
+    )
+    return event_create(source=source, event=event).event
+
+
+def column(driver, name):
+    return [
+        cell.text
+        for cell in driver.find_elements(
+            "css selector", f"#result_list td.field-{name}, #result_list th.field-{name}"
+        )
+    ]
+
+
+def test_auditor_filters_searches_opens_and_exports_without_edit_controls(gunicorn, browser, trail):
+    driver = browser
+    driver.get(f"{gunicorn.url}/admin/login/?next=/admin/auditlog/actionlog/")
+    driver.find_element("id", "id_username").send_keys("auditor")
+    driver.find_element("id", "id_password").send_keys(PASSWORD)
+    driver.find_element("css selector", "input[type=submit]").click()
+    assert driver.find_element("id", "result_list")
+    driver.save_screenshot(str(SCREENSHOTS / "1-list.png"))
+    assert not driver.find_elements("css selector", "#content a.addlink")  # no "Add audit event"
+    assert not driver.find_elements("name", "action")  # no bulk actions (no bulk delete)
+
+    driver.find_element("css selector", "#changelist-filter a[href*='action=invoice.delete']").click()
+    assert set(column(driver, "action")) == {"invoice.delete"}
+
+    today = timezone.now().date()
+    driver.find_element("id", "occurred-since").send_keys((today - timedelta(days=3)).isoformat())
+    driver.find_element("id", "occurred-until").send_keys(today.isoformat())
+    driver.find_element("css selector", "#occurred-range input[type=submit]").click()
+    assert "action=invoice.delete" in driver.current_url and "since=" in driver.current_url
+    assert set(column(driver, "action")) == {"invoice.delete"}
+    driver.save_screenshot(str(SCREENSHOTS / "2-filtered-by-action-and-date.png"))
+
+    search = driver.find_element("id", "searchbar")
+    search.clear()
+    search.send_keys("ada-42\n")
+    assert column(driver, "actor") == ["ada-42 (user) Ada Lovelace"]
+    driver.save_screenshot(str(SCREENSHOTS / "3-searched-actor.png"))
+
+    driver.find_element("css selector", "#result_list th.field-occurred_at a").click()
+    body = driver.find_element("tag name", "body").text
+    assert str(trail.uuid) in body
+    assert '"reason": "duplicate"' in driver.find_element("css selector", ".field-pretty_metadata pre").text
+    assert driver.find_element("link text", "Other events by this actor")
+    assert not driver.find_elements("name", "_save")
+    assert not driver.find_elements("css selector", "a.deletelink")
+    driver.set_window_size(1400, 1900)  # the whole detail page, metadata included
+    driver.save_screenshot(str(SCREENSHOTS / "4-event-detail.png"))
+    driver.set_window_size(1400, 1000)
+
+    driver.back()
+    export_url = driver.find_element("id", "export-csv").get_attribute("href")
+    session = driver.get_cookie("sessionid")["value"]
+    conn = http.client.HTTPConnection("127.0.0.1", gunicorn.port, timeout=30)
+    conn.request("GET", export_url.removeprefix(gunicorn.url), headers={"Cookie": f"sessionid={session}"})
+    response = conn.getresponse()
+    rows = list(csv.DictReader(io.StringIO(response.read().decode())))
+    conn.close()
+    assert response.status == 200
+    assert [row["id"] for row in rows] == [str(trail.uuid)]
+
+    recorded = set(ActionLog.objects.filter(actor_id="auditor").values_list("action", flat=True))
+    assert recorded == {"auditlog.admin.login", "auditlog.event.view", "auditlog.events.export"}

@@ -1,0 +1,248 @@
+import csv
+import io
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from auditlog.models import ActionLog
+from auditlog.services import INTERNAL_SOURCE_NAME
+from tests.conftest import BATCH_URL, make_event
+
+pytestmark = pytest.mark.django_db
+
+LIST_URL = "/admin/auditlog/actionlog/"
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def events(api):
+    """Seven events over seven days; the actor and target ids overlap on purpose."""
+    batch = [
+        make_event(
+            action=action,
+            actor={"id": actor, "type": actor_type},
+            target={"type": target_type, "id": target_id},
+            occurred_at=(T0 + timedelta(days=day)).isoformat(),
+            outcome=outcome,
+            metadata={"note": note},
+        )
+        for day, (action, actor, actor_type, target_type, target_id, outcome, note) in enumerate(
+            [
+                ("invoice.delete", "42", "user", "invoice", "7", "success", "a"),
+                ("invoice.create", "42", "user", "invoice", "8", "success", "b"),
+                ("user.login", "43", "user", "session", "s1", "failure", "c"),
+                ("user.login", "svc-1", "service", "session", "s2", "success", "d"),
+                ("document.view", "44", "user", "document", "42", "success", '=HYPERLINK("x")'),
+                ("invoice.delete", "45", "user", "invoice", "7", "failure", "+1"),
+                ("report.export", "42", "user", "report", "r1", "success", "@cmd"),
+            ]
+        )
+    ]
+    assert api.post(BATCH_URL, {"events": batch}).status_code == 200
+    return {
+        event.metadata["note"]: event
+        for event in ActionLog.objects.exclude(source__name=INTERNAL_SOURCE_NAME)
+    }
+
+
+def listed(response):
+    return [
+        event.metadata["note"] for event in response.context["cl"].result_list if "note" in event.metadata
+    ]
+
+
+def test_changelist_lists_newest_first(admin_client, events):
+    response = admin_client.get(LIST_URL)
+
+    assert response.status_code == 200
+    assert listed(response) == ["@cmd", "+1", '=HYPERLINK("x")', "d", "c", "b", "a"]
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"action": "invoice.delete"}, ["+1", "a"]),
+        ({"outcome__exact": "failure"}, ["+1", "c"]),
+        ({"actor_type": "service"}, ["d"]),
+        ({"target_type": "invoice"}, ["+1", "b", "a"]),
+        ({"since": "2026-03-03", "until": "2026-03-04"}, ["d", "c"]),
+        ({"since": "2026-03-06T00:00"}, ["@cmd", "+1"]),
+        ({"action": "user.login", "outcome__exact": "success"}, ["d"]),
+    ],
+)
+def test_filters(admin_client, events, params, expected):
+    assert listed(admin_client.get(LIST_URL, params)) == expected
+
+
+def test_filter_on_a_column_with_no_listed_values_still_applies(client, api, admin_user):
+    """Django drops filters that show no choices: a target type filter must not become "all"."""
+    untargeted = [{"action": "user.login", "actor": {"id": str(n)}} for n in range(3)]
+    assert api.post(BATCH_URL, {"events": untargeted}).status_code == 200  # no target types at all
+    client.force_login(admin_user)  # its own login event has no target either
+
+    response = client.get(LIST_URL, {"target_type": "invoice"})
+
+    assert list(response.context["cl"].result_list) == []
+    assert response.context["cl"].paginator.count_label == "0"
+
+
+def test_filter_choices_are_the_indexed_values(admin_client, events):
+    response = admin_client.get(LIST_URL)
+
+    specs = {spec.title: spec for spec in response.context["cl"].filter_specs}
+    assert [value for value, _ in specs["action"].lookup_choices] == [
+        "auditlog.admin.login",  # the admin client's own login is recorded too
+        "document.view",
+        "invoice.create",
+        "invoice.delete",
+        "report.export",
+        "user.login",
+    ]
+    assert [value for value, _ in specs["actor type"].lookup_choices] == ["service", "staff", "user"]
+
+
+def test_invalid_date_is_refused_not_a_500(admin_client, events):
+    response = admin_client.get(LIST_URL, {"since": "last tuesday"})
+
+    assert response.status_code == 302
+    assert response["Location"].endswith("?e=1")
+
+
+@pytest.mark.parametrize(
+    ("term", "expected"),
+    [
+        ("42", ["@cmd", "b", "a"]),  # actor 42, not document 42
+        ("target:42", ['=HYPERLINK("x")']),
+        ("target:invoice:7", ["+1", "a"]),
+        ("target:session:7", []),
+        ("nobody", []),
+    ],
+)
+def test_search_is_exact(admin_client, events, term, expected):
+    assert listed(admin_client.get(LIST_URL, {"q": term})) == expected
+
+
+def test_search_by_event_id(admin_client, events):
+    assert listed(admin_client.get(LIST_URL, {"q": str(events["c"].uuid)})) == ["c"]
+
+
+def test_count_is_bounded_and_never_a_full_count(admin_client, events):
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(LIST_URL)
+
+    counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
+    assert counts, "the paginator counts"
+    assert all("LIMIT" in sql.upper() for sql in counts), counts
+    assert response.context["cl"].paginator.count_label == "8"  # 7 events + the admin login
+
+
+def test_no_add_change_or_delete_for_a_superuser(admin_client, events):
+    event = events["a"]
+    changelist = admin_client.get(LIST_URL)
+    detail = admin_client.get(f"{LIST_URL}{event.pk}/change/")
+
+    assert changelist.context["cl"].model_admin.get_actions(changelist.wsgi_request) == {}
+    assert changelist.context["action_form"] is None
+    assert not changelist.context["has_add_permission"]
+    assert admin_client.get(f"{LIST_URL}add/").status_code == 403
+    assert admin_client.get(f"{LIST_URL}{event.pk}/delete/").status_code == 403
+    assert detail.status_code == 200
+    assert not detail.context["has_change_permission"]
+    assert not detail.context["has_delete_permission"]
+    assert 'name="_save"' not in detail.content.decode()
+    posted = admin_client.post(f"{LIST_URL}{event.pk}/change/", {"action": "tampered"})
+    assert posted.status_code == 403
+    event.refresh_from_db()
+    assert event.action == "invoice.delete"
+
+
+def test_detail_shows_pretty_metadata_and_related_links(admin_client, events):
+    event = events["a"]
+
+    body = admin_client.get(f"{LIST_URL}{event.pk}/change/").content.decode()
+
+    assert "<pre>{\n  &quot;note&quot;: &quot;a&quot;\n}</pre>" in body
+    assert f'href="{LIST_URL}?q=42">Other events by this actor' in body
+    assert f'href="{LIST_URL}?q=target%3Ainvoice%3A7">Other events on this target' in body
+
+
+def test_viewing_an_event_is_itself_recorded(admin_client, admin_user, events):
+    event = events["a"]
+
+    admin_client.get(f"{LIST_URL}{event.pk}/change/")
+
+    view = ActionLog.objects.get(action="auditlog.event.view")
+    assert (view.actor_id, view.actor_type, view.target_type, view.target_id) == (
+        admin_user.username,
+        "staff",
+        "audit_event",
+        str(event.uuid),
+    )
+    assert view.source.name == INTERNAL_SOURCE_NAME
+    assert view.source.revoked_at is not None  # no token can ever act as the internal source
+
+
+def streamed(response) -> str:
+    assert response.streaming
+    return b"".join(response.streaming_content).decode()
+
+
+def test_export_csv_is_the_filtered_list_with_formulas_neutralised(admin_client, events):
+    response = admin_client.get(f"{LIST_URL}export/csv/", {"target_type": "document"})
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert response["Content-Disposition"].startswith('attachment; filename="audit-events-')
+    rows = list(csv.DictReader(io.StringIO(streamed(response))))
+    assert [row["id"] for row in rows] == [str(events['=HYPERLINK("x")'].uuid)]
+    assert rows[0]["metadata"] == '{"note":"=HYPERLINK(\\"x\\")"}'  # starts with {, so harmless
+
+
+def test_csv_cells_that_start_a_formula_get_a_quote(admin_client, api):
+    api.post(
+        "/api/v1/events",
+        make_event(actor={"id": "=1+1", "name": "@SUM(A1)"}, target={"id": "-2", "name": "+cmd"}),
+    )
+
+    row = next(
+        csv.DictReader(io.StringIO(streamed(admin_client.get(f"{LIST_URL}export/csv/", {"q": "=1+1"}))))
+    )
+
+    assert (row["actor_id"], row["actor_name"], row["target_id"], row["target_name"]) == (
+        "'=1+1",
+        "'@SUM(A1)",
+        "'-2",
+        "'+cmd",
+    )
+
+
+def test_export_jsonl_has_one_api_shaped_event_per_line(admin_client, events):
+    response = admin_client.get(f"{LIST_URL}export/jsonl/", {"action": "invoice.delete"})
+
+    lines = [json.loads(line) for line in streamed(response).splitlines()]
+    assert [line["id"] for line in lines] == [str(events["+1"].uuid), str(events["a"].uuid)]
+    assert lines[1]["metadata"] == {"note": "a"}
+    assert lines[1]["target"] == {"id": "7", "type": "invoice", "name": ""}
+
+
+def test_export_is_recorded_with_its_filters(admin_client, admin_user, events):
+    streamed(admin_client.get(f"{LIST_URL}export/csv/", {"action": "invoice.delete"}))
+
+    export = ActionLog.objects.get(action="auditlog.events.export")
+    assert export.actor_id == admin_user.username
+    assert export.metadata == {"format": "csv", "filters": {"action": "invoice.delete"}}
+
+
+def test_export_needs_the_view_permission(client, events):
+    staff = get_user_model().objects.create_user("clerk", password="x", is_staff=True)
+    client.force_login(staff)
+
+    assert client.get(f"{LIST_URL}export/csv/").status_code == 403
+
+
+def test_unknown_export_format_is_refused(admin_client, events):
+    assert admin_client.get(f"{LIST_URL}export/xlsx/").status_code == 403

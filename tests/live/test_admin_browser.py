@@ -84,35 +84,54 @@ def column(driver, name):
     ]
 
 
+def navigate(driver, act):
+    """Do something that loads a new page and wait until that page has replaced the old one.
+
+    Reading elements straight after a click or an Enter races the navigation: they can belong
+    to the page being left and go stale under the reader.
+    """
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    old = driver.find_element("tag name", "html")
+    act()
+    wait = WebDriverWait(driver, 15)
+    wait.until(expected_conditions.staleness_of(old))
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def test_auditor_filters_searches_opens_and_exports_without_edit_controls(gunicorn, browser, trail):
     driver = browser
     driver.get(f"{gunicorn.url}/admin/login/?next=/admin/auditlog/actionlog/")
     driver.find_element("id", "id_username").send_keys("auditor")
     driver.find_element("id", "id_password").send_keys(PASSWORD)
-    driver.find_element("css selector", "input[type=submit]").click()
+    navigate(driver, driver.find_element("css selector", "input[type=submit]").click)
     assert driver.find_element("id", "result_list")
     driver.save_screenshot(str(SCREENSHOTS / "1-list.png"))
     assert not driver.find_elements("css selector", "#content a.addlink")  # no "Add audit event"
     assert not driver.find_elements("name", "action")  # no bulk actions (no bulk delete)
 
-    driver.find_element("css selector", "#changelist-filter a[href*='action=invoice.delete']").click()
+    navigate(
+        driver,
+        driver.find_element("css selector", "#changelist-filter a[href*='action=invoice.delete']").click,
+    )
     assert set(column(driver, "action")) == {"invoice.delete"}
 
     today = timezone.now().date()
     driver.find_element("id", "occurred-since").send_keys((today - timedelta(days=3)).isoformat())
     driver.find_element("id", "occurred-until").send_keys(today.isoformat())
-    driver.find_element("css selector", "#occurred-range input[type=submit]").click()
+    navigate(driver, driver.find_element("css selector", "#occurred-range input[type=submit]").click)
     assert "action=invoice.delete" in driver.current_url and "since=" in driver.current_url
     assert set(column(driver, "action")) == {"invoice.delete"}
     driver.save_screenshot(str(SCREENSHOTS / "2-filtered-by-action-and-date.png"))
 
     search = driver.find_element("id", "searchbar")
     search.clear()
-    search.send_keys("ada-42\n")
+    navigate(driver, lambda: search.send_keys("ada-42\n"))
     assert column(driver, "actor") == ["ada-42 (user) Ada Lovelace"]
     driver.save_screenshot(str(SCREENSHOTS / "3-searched-actor.png"))
 
-    driver.find_element("css selector", "#result_list th.field-occurred_at a").click()
+    navigate(driver, driver.find_element("css selector", "#result_list th.field-occurred_at a").click)
     body = driver.find_element("tag name", "body").text
     assert str(trail.uuid) in body
     assert '"reason": "duplicate"' in driver.find_element("css selector", ".field-pretty_metadata pre").text
@@ -123,7 +142,7 @@ def test_auditor_filters_searches_opens_and_exports_without_edit_controls(gunico
     driver.save_screenshot(str(SCREENSHOTS / "4-event-detail.png"))
     driver.set_window_size(1400, 1000)
 
-    driver.back()
+    navigate(driver, driver.back)
     export_url = driver.find_element("id", "export-csv").get_attribute("href")
     session = driver.get_cookie("sessionid")["value"]
     conn = http.client.HTTPConnection("127.0.0.1", gunicorn.port, timeout=30)

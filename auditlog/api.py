@@ -50,7 +50,8 @@ def requires_scope(scope: str, *, body_limit: str | None = None):
         def wrapper(request, *args, **kwargs):
             if body_limit is not None:
                 kwargs["body"] = read_body(request, getattr(settings, body_limit))
-            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            # META, not request.headers: that builds a dict of every header on first use.
+            scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise _unauthorized(MSG_NO_TOKEN)
             key = api_key_get_by_token(token.strip())

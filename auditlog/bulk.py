@@ -1,14 +1,16 @@
 """Writing event rows without the ORM's per-row overhead.
 
-`events_insert` is the API's path: one prepared INSERT (executemany for a batch) with values
+`EventRows` and `events_insert` are the API's path: one prepared INSERT (executemany for a batch) with values
 adapted by Django's own backend adapters, exactly as Model.save() would store them.
 `events_bulk_insert` is for generated data (demo, benchmarks): SQLite executemany, PostgreSQL
 COPY, no idempotency handling and no validation.
 """
 
 import json
+from datetime import datetime
+from uuid import UUID
 
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 
 from auditlog.models import ActionLog
 
@@ -39,32 +41,46 @@ def _insert_sql() -> str:
     return f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))})"
 
 
-def event_params(event, *, event_uuid, received_at, source_id: int) -> tuple:
-    """The row of one validated event (EventInput), adapted for this connection's database."""
-    ops = connection.ops
-    return (
-        event_uuid if connection.features.has_native_uuid_field else event_uuid.hex,
-        ops.adapt_datetimefield_value(event.occurred_at or received_at),
-        ops.adapt_datetimefield_value(received_at),
-        event.actor_id,
-        event.actor_type,
-        event.actor_name,
-        event.action,
-        event.target_type,
-        event.target_id,
-        event.target_name,
-        event.outcome,
-        event.ip_address,  # a str: psycopg sends it untyped and PostgreSQL casts it to inet
-        event.user_agent,
-        event.metadata_json,  # likewise to jsonb; SQLite stores the text as is
-        source_id,
-        event.idempotency_key,
-        event.payload_hash,
-    )
+class EventRows:
+    """Rows of validated events (EventInput) for one request, adapted for this thread's database.
+
+    The backend's adapters are looked up once and the request's received_at is adapted once,
+    not per event: on a batch of 1,000 that per-event work was a tenth of the request.
+    """
+
+    __slots__ = ("_adapt", "_native_uuid", "_received_at", "_source_id")
+
+    def __init__(self, *, received_at: datetime, source_id: int):
+        db = connections[DEFAULT_DB_ALIAS]  # the thread's own wrapper: one lookup, not one per use
+        self._adapt = db.ops.adapt_datetimefield_value
+        self._native_uuid = db.features.has_native_uuid_field
+        self._received_at = self._adapt(received_at)
+        self._source_id = source_id
+
+    def row(self, event, event_uuid: UUID) -> tuple:
+        return (
+            event_uuid if self._native_uuid else event_uuid.hex,
+            self._received_at if event.occurred_at is None else self._adapt(event.occurred_at),
+            self._received_at,
+            event.actor_id,
+            event.actor_type,
+            event.actor_name,
+            event.action,
+            event.target_type,
+            event.target_id,
+            event.target_name,
+            event.outcome,
+            event.ip_address,  # a str: psycopg sends it untyped and PostgreSQL casts it to inet
+            event.user_agent,
+            event.metadata_json,  # likewise to jsonb; SQLite stores the text as is
+            self._source_id,
+            event.idempotency_key,
+            event.payload_hash,
+        )
 
 
 def events_insert(rows: list[tuple]) -> None:
-    """Insert rows from event_params (the caller owns the transaction).
+    """Insert rows from EventRows (the caller owns the transaction).
 
     One row: one prepared INSERT. Many: SQLite's executemany; on PostgreSQL, COPY, which costs
     the server a fraction of per-row INSERTs. A duplicate idempotency key still fails the whole
@@ -91,7 +107,7 @@ def events_bulk_insert(rows: list[tuple]) -> None:
 
 
 def rows_prepare(rows: list[tuple]) -> list[tuple]:
-    """Adapt rows with Django's backend adapters, as event_params does. Opens no connection
+    """Adapt rows with Django's backend adapters, as EventRows does. Opens no connection
     (the adapters only need the backend), so it can run in a forked generator process."""
     ops, native_uuid = connection.ops, connection.features.has_native_uuid_field
     return [

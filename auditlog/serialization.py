@@ -1,6 +1,17 @@
 """The public JSON form of an event: the API's responses and the exports use it."""
 
+from datetime import datetime
+
+from django.core.serializers.json import DjangoJSONEncoder
+
 from auditlog.models import ActionLog
+
+_ENCODER = DjangoJSONEncoder()
+
+
+def json_timestamp(value: datetime) -> str:
+    """A datetime as the API writes it everywhere (DjangoJSONEncoder: milliseconds, `Z`)."""
+    return _ENCODER.default(value)
 
 
 def event_as_dict(event: ActionLog) -> dict:

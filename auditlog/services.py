@@ -10,7 +10,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from auditlog.bulk import event_params, events_insert
+from auditlog.bulk import EventRows, events_insert
 from auditlog.locking import sqlite_writer_queue
 from auditlog.models import ActionLog, ApiKey, Scope
 from auditlog.selectors import api_key_cache_forget, events_get_by_idempotency_keys
@@ -67,11 +67,6 @@ def _event_build(source: ApiKey, event: EventInput, received_at: datetime) -> Ac
     )
 
 
-def _new_row(source: ApiKey, event: EventInput, received_at: datetime) -> tuple[StoredEvent, tuple]:
-    stored = StoredEvent(uuid7(), received_at)
-    return stored, event_params(event, event_uuid=stored.uuid, received_at=received_at, source_id=source.pk)
-
-
 def event_create(*, source: ApiKey, event: EventInput) -> EventOutcome:
     """Store one event, or return the original for a replayed idempotency key.
 
@@ -80,7 +75,9 @@ def event_create(*, source: ApiKey, event: EventInput) -> EventOutcome:
     A lone INSERT needs no transaction of its own; inside a caller's transaction, a savepoint
     keeps a key collision from breaking it.
     """
-    stored, row = _new_row(source, event, timezone.now())
+    received_at = timezone.now()
+    stored = StoredEvent(uuid7(), received_at)
+    row = EventRows(received_at=received_at, source_id=source.pk).row(event, stored.uuid)
     try:
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
             events_insert([row])
@@ -114,17 +111,17 @@ def events_create_batch(*, source: ApiKey, events: list[EventInput]) -> list[Eve
 def _batch_insert(source: ApiKey, events: list[EventInput], received_at: datetime) -> list[EventOutcome]:
     keys = {event.idempotency_key for event in events if event.idempotency_key is not None}
     known = events_get_by_idempotency_keys(source=source, keys=keys) if keys else {}
-    outcomes, rows = [], []
+    outcomes, rows, make = [], [], EventRows(received_at=received_at, source_id=source.pk)
     for event in events:
         original = known.get(event.idempotency_key) if event.idempotency_key is not None else None
         if original is not None:
             status = REPLAYED if original.payload_hash == event.payload_hash else CONFLICT
             outcomes.append(EventOutcome(status, original if status == REPLAYED else None))
             continue
-        stored, row = _new_row(source, event, received_at)
+        stored = StoredEvent(uuid7(), received_at)
         if event.idempotency_key is not None:  # a repeat later in this batch replays it
             known[event.idempotency_key] = _Replayable(stored.uuid, stored.received_at, event.payload_hash)
-        rows.append(row)
+        rows.append(make.row(event, stored.uuid))
         outcomes.append(EventOutcome(CREATED, stored))
     if rows:
         events_insert(rows)

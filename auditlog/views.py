@@ -12,7 +12,7 @@ from auditlog.cursor import cursor_encode
 from auditlog.filters import event_filters_parse
 from auditlog.models import ActionLog, Scope
 from auditlog.selectors import event_get, event_list
-from auditlog.serialization import event_as_dict
+from auditlog.serialization import event_as_dict, json_timestamp
 from auditlog.services import CONFLICT, IdempotencyConflict, event_create, events_create_batch
 from auditlog.validation import ValidationFailed, event_validate
 
@@ -21,8 +21,13 @@ MSG_BATCH_HEADER = "Idempotency-Key does not apply to a batch; set idempotency_k
 MSG_BATCH_FIELDS = 'A batch is {"events": [...]} and nothing else.'
 
 
-def _ack(event: ActionLog) -> dict:
-    return {"id": str(event.uuid), "received_at": event.received_at}
+def _ack(event: ActionLog, timestamps: dict) -> dict:
+    """An acknowledgement. `timestamps` caches received_at's JSON text: a batch's new events
+    share one, and formatting it once instead of 1,000 times is measurable."""
+    received_at = timestamps.get(event.received_at)
+    if received_at is None:
+        received_at = timestamps[event.received_at] = json_timestamp(event.received_at)
+    return {"id": str(event.uuid), "received_at": received_at}
 
 
 def _invalid(failure: ValidationFailed) -> errors.ApiError:
@@ -37,13 +42,13 @@ def _conflict() -> errors.ApiError:
 def event_create_view(request, api_key, body):
     data = parse_json_object(request, body)
     try:
-        event = event_validate(data, header_key=request.headers.get("Idempotency-Key"))
+        event = event_validate(data, header_key=request.META.get("HTTP_IDEMPOTENCY_KEY"))
         outcome = event_create(source=api_key, event=event)
     except ValidationFailed as failure:
         raise _invalid(failure) from None
     except IdempotencyConflict:
         raise _conflict() from None
-    return JsonResponse(_ack(outcome.event), status=outcome.status)
+    return JsonResponse(_ack(outcome.event, {}), status=outcome.status)
 
 
 @requires_scope(Scope.WRITE, body_limit="AUDITLOG_MAX_BATCH_BYTES")
@@ -56,7 +61,7 @@ def event_batch_view(request, api_key, body):
     if not isinstance(items, list) or not 1 <= len(items) <= limit:
         message = MSG_BATCH_EVENTS.format(limit=limit)
         raise errors.ApiError(errors.VALIDATION_ERROR, message, {"events": [message]})
-    if "Idempotency-Key" in request.headers:
+    if "HTTP_IDEMPOTENCY_KEY" in request.META:
         raise errors.ApiError(errors.VALIDATION_ERROR, MSG_BATCH_HEADER)
 
     results, valid, positions, now = [None] * len(items), [], [], timezone.now()
@@ -67,11 +72,12 @@ def event_batch_view(request, api_key, body):
         except ValidationFailed as failure:
             results[index] = {"index": index, "status": 400, "error": _invalid(failure).as_dict()}
     outcomes = events_create_batch(source=api_key, events=valid) if valid else []
+    timestamps = {}
     for index, outcome in zip(positions, outcomes, strict=True):
         if outcome.status == CONFLICT:
             results[index] = {"index": index, "status": CONFLICT, "error": _conflict().as_dict()}
         else:
-            results[index] = {"index": index, "status": outcome.status, **_ack(outcome.event)}
+            results[index] = {"index": index, "status": outcome.status, **_ack(outcome.event, timestamps)}
     return JsonResponse({"results": results})
 
 

@@ -1,11 +1,13 @@
 """Writing event rows without the ORM's per-row overhead.
 
-`EventRows` and `events_insert` are the API's path: one INSERT per event (COPY or executemany
-for a batch), values adapted by Django's own backend adapters, as Model.save() stores them.
+`EventRows`, `events_insert_new` (single events, grouped by auditlog.group_commit) and
+`events_insert` (batches: COPY or executemany) are the API's path, with values adapted by
+Django's own backend adapters, as Model.save() stores them.
 `events_bulk_insert` is for generated data (demo, benchmarks): SQLite executemany, PostgreSQL
 COPY, no idempotency handling and no validation.
 """
 
+import functools
 import json
 from datetime import datetime
 from uuid import UUID
@@ -43,7 +45,6 @@ def _insert_sql() -> str:
 
 
 _INSERT_SQL = _insert_sql()
-_INSERT_SQL_QMARK = _INSERT_SQL.replace("%s", "?")  # sqlite3's own placeholder style
 
 
 class EventRows:
@@ -85,15 +86,12 @@ class EventRows:
 
 
 def events_insert(rows: list[tuple]) -> None:
-    """Insert rows from EventRows (the caller owns the transaction).
+    """Insert a batch of rows from EventRows (the caller owns the transaction).
 
-    One row: one prepared INSERT. Many: SQLite's executemany; on PostgreSQL, COPY, which costs
-    the server a fraction of per-row INSERTs. A duplicate idempotency key still fails the whole
-    statement with IntegrityError, which the batch service retries.
+    SQLite's executemany; on PostgreSQL, COPY, which costs the server a fraction of per-row
+    INSERTs. A duplicate idempotency key fails the whole statement with IntegrityError, which
+    the batch service retries.
     """
-    if len(rows) == 1:
-        _insert_one(rows[0])
-        return
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             with connection.wrap_database_errors, cursor.copy(_copy_sql()) as copy:
@@ -103,30 +101,50 @@ def events_insert(rows: list[tuple]) -> None:
             cursor.executemany(_INSERT_SQL, rows)
 
 
-def _insert_one(row: tuple) -> None:
-    """One INSERT with the steps of Django's cursor().execute() that matter, without its wrapper
-    objects and SQLite's per-call placeholder rewrite (a fifth of the statement's own cost).
+def events_insert_new(rows: list[tuple]) -> set:
+    """Insert rows from EventRows in one statement; return the uuids (as in the rows) stored.
 
-    Kept: the health check of a reused connection, connecting with errors wrapped, the refusal
-    to run in a broken transaction, Django's exception types. Where queries are logged (DEBUG)
-    or wrapped (connection.execute_wrapper), the normal cursor runs instead, so they see it.
+    A row whose idempotency key this source already used (or that repeats a key among the
+    rows) is skipped, not an error: `INSERT ... ON CONFLICT (source_id, idempotency_key)
+    DO NOTHING RETURNING uuid`. Any other violation fails the statement.
+
+    It runs the steps of Django's cursor().execute() that matter (the health check of a
+    reused connection, connecting with errors wrapped, the refusal to run in a broken
+    transaction, Django's exception types) without its wrapper objects and SQLite's per-call
+    placeholder rewrite, a fifth of a lone INSERT's cost. Where queries are logged (DEBUG) or
+    wrapped (connection.execute_wrapper), Django's cursor runs it instead, so they see it.
     """
+    params = [value for row in rows for value in row]
     db = connections[DEFAULT_DB_ALIAS]
     if db.queries_logged or db.execute_wrappers:
         with db.cursor() as cursor:
-            cursor.execute(_INSERT_SQL, row)
-        return
+            cursor.execute(_insert_new_sql(len(rows), "%s"), params)
+            return {uuid for (uuid,) in cursor.fetchall()}
     db.close_if_health_check_failed()
     db.ensure_connection()
     db.validate_no_broken_transaction()
     with db.wrap_database_errors:
         if db.vendor == "sqlite":
-            db.connection.execute(_INSERT_SQL_QMARK, row)
+            stored = db.connection.execute(_insert_new_sql(len(rows), "?"), params).fetchall()
         else:
-            # Server-side binding, prepared once per connection: PostgreSQL skips parsing and
-            # planning the same INSERT on every request. (Django's own cursors bind client-side.)
+            # Server-side binding, prepared once per connection and row count: PostgreSQL
+            # skips parsing and planning. (Django's own cursors bind client-side.)
             with psycopg.Cursor(db.connection) as cursor:
-                cursor.execute(_INSERT_SQL, row, prepare=True)
+                sql = _insert_new_sql(len(rows), "%s")
+                stored = cursor.execute(sql, params, prepare=True).fetchall()
+    return {uuid for (uuid,) in stored}
+
+
+@functools.cache
+def _insert_new_sql(count: int, placeholder: str) -> str:
+    table = ActionLog._meta.db_table
+    values = ", ".join([f"({', '.join([placeholder] * len(COLUMNS))})"] * count)
+    # The conflict target names the partial unique index on (source, idempotency_key).
+    return (
+        f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES {values} "
+        "ON CONFLICT (source_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
+        "RETURNING uuid"
+    )
 
 
 def _copy_sql() -> str:

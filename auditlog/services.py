@@ -1,16 +1,16 @@
 """Writes. Every multi-statement write is one transaction (IMMEDIATE on SQLite)."""
 
 import json
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from auditlog.bulk import EventRows, events_insert
+from auditlog.bulk import EventRows, events_insert, events_insert_new
+from auditlog.group_commit import group_commit
 from auditlog.locking import sqlite_writer_queue
 from auditlog.models import ActionLog, ApiKey, Scope
 from auditlog.selectors import api_key_cache_forget, events_get_by_idempotency_keys
@@ -22,6 +22,8 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 # A concurrent batch with the same idempotency key can win the race on PostgreSQL between our
 # lookup and our insert; the retry then finds its row. SQLite serialises batches (IMMEDIATE).
 BATCH_ATTEMPTS = 3
+
+MSG_KEY_HOLDER_GONE = "The event holding this idempotency key was removed meanwhile; retry."
 
 CREATED = 201
 REPLAYED = 200
@@ -70,26 +72,22 @@ def _event_build(source: ApiKey, event: EventInput, received_at: datetime) -> Ac
 def event_create(*, source: ApiKey, event: EventInput) -> EventOutcome:
     """Store one event, or return the original for a replayed idempotency key.
 
-    Insert first and look up only on a key collision: one statement in the common case and no
-    read-then-write window. Raises IdempotencyConflict when the key was used for another body.
-    A lone INSERT needs no transaction of its own; inside a caller's transaction, a savepoint
-    keeps a key collision from breaking it.
+    Insert first and look up only when the key was taken: one statement in the common case and
+    no read-then-write window. Concurrent calls in one process share that statement (group
+    commit: auditlog.group_commit); inside a caller's transaction the event is inserted there,
+    alone. Raises IdempotencyConflict when the key was used for another body.
     """
     received_at = timezone.now()
     stored = StoredEvent(uuid7(), received_at)
     row = EventRows(received_at=received_at, source_id=source.pk).row(event, stored.uuid)
-    try:
-        with transaction.atomic() if connection.in_atomic_block else nullcontext():
-            events_insert([row])
+    in_transaction = connection.in_atomic_block
+    if events_insert_new([row]) if in_transaction else group_commit.insert(row):
         return EventOutcome(CREATED, stored)
-    except IntegrityError:
-        if event.idempotency_key is None:
-            raise
-        original = events_get_by_idempotency_keys(source=source, keys=[event.idempotency_key]).get(
-            event.idempotency_key
-        )
-        if original is None:
-            raise
+    original = events_get_by_idempotency_keys(source=source, keys=[event.idempotency_key]).get(
+        event.idempotency_key
+    )
+    if original is None:  # purged between the insert and this lookup: a retry stores it
+        raise OperationalError(MSG_KEY_HOLDER_GONE)
     if original.payload_hash != event.payload_hash:
         raise IdempotencyConflict
     return EventOutcome(REPLAYED, original)

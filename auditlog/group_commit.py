@@ -38,6 +38,8 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._waiting: list[_Slot] = []
         self._leading = False
+        self.statements = 0  # groups stored so far, and their rows: rows / statements is the
+        self.rows = 0  # average group size
 
     def insert(self, row: tuple) -> bool:
         """Store one row from EventRows, outside any transaction; False if its key was taken."""
@@ -57,9 +59,16 @@ class GroupCommit:
             raise OperationalError("the insert of this event did not complete")
         return slot.stored
 
+    def waiting(self) -> int:
+        """Rows queued behind the statement in flight."""
+        with self._lock:
+            return len(self._waiting)
+
     def _lead(self) -> None:
         with self._lock:
             group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
+            self.statements += 1
+            self.rows += len(group)
         try:
             _store(group)
         finally:

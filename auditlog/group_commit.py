@@ -18,6 +18,7 @@ import threading
 from django.db import DEFAULT_DB_ALIAS, DataError, IntegrityError, OperationalError, connections
 
 from auditlog.bulk import events_insert_new
+from auditlog.locking import sqlite_writer_queue
 
 MAX_GROUP = 64  # rows per statement; a worker rarely has more threads than this anyway
 
@@ -76,7 +77,8 @@ class GroupCommit:
             self.statements += 1
             self.rows += len(group)
         try:
-            _store(group)
+            with sqlite_writer_queue():
+                _store(group)
         finally:
             with self._lock:
                 successor = self._waiting[0] if self._waiting else None

@@ -11,7 +11,7 @@ from django.db import OperationalError, connection
 
 @contextmanager
 def sqlite_writer_queue():
-    """On SQLite, queue long writers of every process on a lock file beside the database.
+    """On SQLite, queue the writers of every process on a lock file beside the database.
 
     SQLite's own busy handler sleeps in growing steps (1, 2, 5 ... up to 100 ms), so waiting
     writers oversleep each other's transactions, which take a fraction of a millisecond; a lock

@@ -1,6 +1,5 @@
 """Writes. Every multi-statement write is one transaction (IMMEDIATE on SQLite)."""
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -16,7 +15,7 @@ from auditlog.models import ActionLog, ApiKey, Scope
 from auditlog.selectors import api_key_cache_forget, events_get_by_idempotency_keys
 from auditlog.tokens import token_generate, token_hash
 from auditlog.uuid7 import uuid7
-from auditlog.validation import EventInput, payload_hash
+from auditlog.validation import EventInput, metadata_canonical, payload_hash
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 # A concurrent batch with the same idempotency key can win the race on PostgreSQL between our
@@ -210,7 +209,7 @@ def event_record_internal(
         "user_agent": request.headers.get("User-Agent", "")[:512] if request else "",
     }
     metadata = metadata or {}
-    metadata_json = json.dumps(metadata, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    metadata_json = metadata_canonical(metadata)
     event = EventInput(
         **values,
         metadata=metadata,

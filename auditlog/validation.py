@@ -5,9 +5,8 @@ import ipaddress
 import json
 import re
 import socket
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.utils import timezone
 
@@ -41,8 +40,10 @@ def msg_too_long(limit: int) -> str:
     return f"Must be at most {limit} characters."
 
 
-@dataclass(frozen=True, slots=True)
-class EventInput:
+class EventInput(NamedTuple):
+    """A validated event. A NamedTuple: immutable like a frozen dataclass, built in a third of
+    the time, which counts 1,000 times per batch."""
+
     action: str
     actor_id: str
     actor_type: str
@@ -76,9 +77,18 @@ class _Errors(dict):
         self.setdefault(path, []).append(message)
 
 
-# (path, max length, required, accepts integers): integers are common for ids (`"id": 42`).
-_ACTOR_FIELDS = {"id": (255, True, True), "type": (64, False, False), "name": (255, False, False)}
-_TARGET_FIELDS = {"id": (255, False, True), "type": (64, False, False), "name": (255, False, False)}
+# name: (path, max length, required, accepts integers): integers are common for ids (`"id": 42`).
+# In this order (id, type, name) _party returns the values.
+_ACTOR_FIELDS = {
+    "id": ("actor.id", 255, True, True),
+    "type": ("actor.type", 64, False, False),
+    "name": ("actor.name", 255, False, False),
+}
+_TARGET_FIELDS = {
+    "id": ("target.id", 255, False, True),
+    "type": ("target.type", 64, False, False),
+    "name": ("target.name", 255, False, False),
+}
 _TOP_FIELDS = frozenset(
     {"action", "actor", "target", "occurred_at", "outcome", "context", "metadata", "idempotency_key"}
 )
@@ -87,6 +97,9 @@ _OUTCOMES = frozenset(Outcome.values)  # Outcome.values builds a new list on eve
 
 
 def _text(errors: _Errors, path: str, value: Any, limit: int, *, required=False, allow_int=False) -> str:
+    # The common case first: a non-empty ASCII string within the limit and without NUL.
+    if type(value) is str and 0 < len(value) <= limit and value.isascii() and "\x00" not in value:
+        return value
     if value is None or value == "":
         if required:
             errors.add(path, MSG_REQUIRED if value is None else MSG_BLANK)
@@ -119,22 +132,22 @@ def _object(errors: _Errors, path: str, value: Any, allowed: frozenset | dict) -
     if not isinstance(value, dict):
         errors.add(path, MSG_NOT_OBJECT)
         return {}
-    for name in value.keys() - allowed:
-        errors.add(f"{path}.{name}" if path else name, MSG_UNKNOWN)
+    if not value.keys() <= allowed:  # no set is built when every key is known
+        for name in value.keys() - allowed:
+            errors.add(f"{path}.{name}" if path else name, MSG_UNKNOWN)
     return value
 
 
-def _party(errors: _Errors, path: str, value: Any, spec: dict, *, required: bool) -> dict[str, str]:
+def _party(errors: _Errors, path: str, value: Any, spec: dict, *, required: bool) -> list[str]:
+    """Return [id, type, name]."""
     if value is None and required:
         errors.add(f"{path}.id", MSG_REQUIRED)
-        return dict.fromkeys(spec, "")
-    data = _object(errors, path, value, spec)
-    return {
-        name: _text(
-            errors, f"{path}.{name}", data.get(name), limit, required=req and required, allow_int=ints
-        )
-        for name, (limit, req, ints) in spec.items()
-    }
+        return ["", "", ""]
+    data = _object(errors, path, value, spec.keys())
+    return [
+        _text(errors, field_path, data.get(name), limit, required=req and required, allow_int=ints)
+        for name, (field_path, limit, req, ints) in spec.items()
+    ]
 
 
 def _occurred_at(errors: _Errors, value: Any, now: datetime) -> datetime | None:
@@ -170,6 +183,11 @@ def _ip(errors: _Errors, value: Any) -> str | None:
         return None
 
 
+# Encoders built once: json.dumps builds one per call when given options.
+metadata_canonical = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def _metadata(errors: _Errors, value: Any) -> tuple[dict, str]:
     """Return the metadata and its canonical JSON (sorted keys, compact): serialized once, then
     used for the size limit, the payload hash and storage."""
@@ -178,7 +196,7 @@ def _metadata(errors: _Errors, value: Any) -> tuple[dict, str]:
     if not isinstance(value, dict):
         errors.add("metadata", MSG_NOT_OBJECT)
         return {}, "{}"
-    serialized = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    serialized = metadata_canonical(value)
     try:
         size = len(serialized.encode("utf-8"))
     except UnicodeEncodeError:
@@ -242,8 +260,12 @@ def event_validate(data: Any, *, header_key: str | None = None, now: datetime | 
     action = _text(errors, "action", body.get("action"), 100, required=True)
     if action and "action" not in errors and not ACTION_RE.fullmatch(action):
         errors.add("action", MSG_ACTION)
-    actor = _party(errors, "actor", body.get("actor"), _ACTOR_FIELDS, required=True)
-    target = _party(errors, "target", body.get("target"), _TARGET_FIELDS, required=False)
+    actor_id, actor_type, actor_name = _party(
+        errors, "actor", body.get("actor"), _ACTOR_FIELDS, required=True
+    )
+    target_id, target_type, target_name = _party(
+        errors, "target", body.get("target"), _TARGET_FIELDS, required=False
+    )
     occurred_at = _occurred_at(errors, body.get("occurred_at"), now)
     outcome = body.get("outcome")
     if outcome is None:
@@ -258,26 +280,21 @@ def event_validate(data: Any, *, header_key: str | None = None, now: datetime | 
     if errors:
         raise ValidationFailed(dict(errors))
 
-    values = {
-        "action": action,
-        "actor_id": actor["id"],
-        "actor_type": actor["type"],
-        "actor_name": actor["name"],
-        "target_type": target["type"],
-        "target_id": target["id"],
-        "target_name": target["name"],
-        "occurred_at": occurred_at,
-        "outcome": outcome,
-        "ip_address": ip_address,
-        "user_agent": user_agent,
-    }
-    return EventInput(
-        **values,
-        metadata=metadata,
-        metadata_json=metadata_json,
-        idempotency_key=key,
-        payload_hash=payload_hash(values, metadata_json),
-    )
+    # The order of EventInput and of the payload hash.
+    fields = [
+        action,
+        actor_id,
+        actor_type,
+        actor_name,
+        target_type,
+        target_id,
+        target_name,
+        occurred_at,
+        outcome,
+        ip_address,
+        user_agent,
+    ]
+    return EventInput(*fields, metadata, metadata_json, key, _fields_hash(fields, metadata_json))
 
 
 def payload_hash(values: dict, metadata_json: str) -> str:
@@ -285,6 +302,9 @@ def payload_hash(values: dict, metadata_json: str) -> str:
 
     `values` holds every field but metadata, in a fixed order; metadata comes already canonical.
     """
-    fields = [value.isoformat() if isinstance(value, datetime) else value for value in values.values()]
-    canonical = json.dumps(fields, ensure_ascii=False, separators=(",", ":")) + metadata_json
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return _fields_hash(list(values.values()), metadata_json)
+
+
+def _fields_hash(fields: list, metadata_json: str) -> str:
+    texts = [value.isoformat() if isinstance(value, datetime) else value for value in fields]
+    return hashlib.sha256((_compact(texts) + metadata_json).encode("utf-8")).hexdigest()

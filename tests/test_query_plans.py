@@ -12,7 +12,7 @@ from auditlog.admin.pagination import COUNT_BOUND
 from auditlog.cursor import cursor_encode
 from auditlog.filters import event_filters_parse
 from auditlog.models import ActionLog
-from auditlog.selectors import event_list, event_queryset
+from auditlog.selectors import event_list, event_queryset, idempotency_lookup_query
 
 pytestmark = pytest.mark.django_db
 
@@ -149,3 +149,18 @@ def test_filter_choices_come_from_a_loose_index_scan(column):
 def test_event_list_reads_one_row_more_than_the_page(django_assert_num_queries):
     with django_assert_num_queries(1):
         event_list(event_filters_parse(QueryDict("limit=10")))
+
+
+def test_idempotency_lookup_searches_the_unique_key_index():
+    sql, params = idempotency_lookup_query(1, [f"key-{n}" for n in range(1000)])
+    with connection.cursor() as cursor:
+        cursor.execute(("EXPLAIN QUERY PLAN " if connection.vendor == "sqlite" else "EXPLAIN ") + sql, params)
+        plan = "\n".join(" ".join(map(str, row)) for row in cursor.fetchall())
+    # searched by both columns, not just the source's part of the index
+    by_key = (
+        r"Index Cond: .*source_id.*idempotency_key"
+        if connection.vendor == "postgresql"
+        else (r"USING INDEX auditlog_unique_idempotency_key \(source_id=\? AND idempotency_key=\?\)")
+    )
+    assert re.search(by_key, plan), plan
+    assert problems(plan) == [], plan

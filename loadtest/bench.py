@@ -5,8 +5,8 @@ Scenarios, each with the same gunicorn settings (2 workers x 4 threads, producti
       gunicorn as (b) or (c), alternating with it in rounds so both see the same load drift
   (b) single-event POST on SQLite, (c) on PostgreSQL
   (d) batch POSTs of 1,000 events on each database
-  (e) the raw insert limit: the same rows bulk-inserted with no framework
-      (SQLite executemany, PostgreSQL COPY), 1,000 rows per transaction
+  (e) the raw insert limit: the rows of (d), built beforehand, bulk-inserted with no framework
+      (SQLite executemany, PostgreSQL COPY), 1,000 rows per transaction, one client
 Server CPU per request comes from /proc: the gunicorn processes, plus every PostgreSQL process
 for PostgreSQL. It is the figure to trust on a shared machine; ratios come from one run.
 Writes loadtest/out/bench.json and bench.md.
@@ -47,15 +47,20 @@ EVENT = {
 }
 RAW_INSERT = r"""
 import json, time
-from itertools import islice
-from auditlog.bulk import events_bulk_insert
-from auditlog.demo import demo_rows
+from django.db import transaction
+from django.utils import timezone
+from auditlog.bulk import EventRows, events_insert
 from auditlog.services import api_key_create
+from auditlog.uuid7 import uuid7
+from auditlog.validation import event_validate
 source, _ = api_key_create(name="raw", scopes={"write"})
-rows = list(demo_rows(COUNT, source.pk, seed=1))
+event = json.loads(EVENT_JSON)
+make = EventRows(received_at=timezone.now(), source_id=source.pk)
+rows = [make.row(event_validate(event | {"idempotency_key": f"raw-{n}"}), uuid7()) for n in range(COUNT)]
 started = time.perf_counter()
 for first in range(0, COUNT, 1000):
-    events_bulk_insert(rows[first:first + 1000])
+    with transaction.atomic():
+        events_insert(rows[first:first + 1000])
 elapsed = time.perf_counter() - started
 print(json.dumps({"events": COUNT, "seconds": elapsed}))
 """
@@ -205,7 +210,10 @@ def scenario_database(name: str, database_url: str, args, results: dict) -> None
         else postgres_database("auditlog_bench_raw", fresh=True)
     )
     manage(raw_url, "migrate", "--noinput")
-    raw = django_shell(raw_url, RAW_INSERT.replace("COUNT", str(args.batches * 1000)))
+    code = RAW_INSERT.replace("EVENT_JSON", repr(json.dumps(EVENT))).replace(
+        "COUNT", str(args.batches * 1000)
+    )
+    raw = django_shell(raw_url, code)
     results[f"raw insert limit, {name}"] = {"events_per_s": round(raw["events"] / raw["seconds"])}
 
 

@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from harness import (
     OUT,
@@ -218,29 +219,45 @@ def scenario_database(name: str, database_url: str, args, results: dict) -> None
 
 
 def memory(args, results: dict) -> None:
-    """Worker resident memory over 100,000 single POSTs (SQLite), after 10,000 to warm up.
+    """Worker resident memory over 100,000 single POSTs (SQLite), after a warm-up.
 
-    Warm-up fills bounded caches (imports, each connection's SQLite page cache, statement
-    caches), and with two workers one of them may have served few of the first requests: a
-    reading taken before that compares a cold worker with a warm one, not a leak.
+    A gthread worker starts a thread (and its database connection, with its page cache) only
+    when it has that many requests at once, and keep-alive connections spread unevenly over
+    the workers: one run's 64 warm-up connections all went to one worker, and the other's
+    first reading was of a worker that had served nothing (55 MB, 60 MB once it had). So the
+    warm-up goes on until every worker runs all its threads.
     """
     database_url = sqlite_database("bench-memory", fresh=True)
     token = make_key(database_url)
     server = Server(database_url, "bench-memory")
     try:
-        load(server, "/api/v1/events", single_bodies(10_000, "warm"), 16, token)
+        for round_number in range(10):
+            load(server, "/api/v1/events", single_bodies(10_000, f"warm{round_number}"), 64, token)
+            if all(thread_count(pid) > WORKER_THREADS for pid in server.worker_pids()):
+                break
         early = {pid: rss_kib(pid) for pid in server.worker_pids()}
+        threads = {pid: thread_count(pid) for pid in server.worker_pids()}
         for round_number in range(10):
             load(server, "/api/v1/events", single_bodies(10_000, f"m{round_number}"), 16, token)
         late = {pid: rss_kib(pid) for pid in server.worker_pids()}
+        late_threads = {pid: thread_count(pid) for pid in server.worker_pids()}
     finally:
         server.stop()
     growth = max((late[pid] - early[pid]) / early[pid] for pid in early)
     results["worker memory, 100,000 single POSTs"] = {
+        "threads_after_warm_up": threads,
+        "threads_at_end": late_threads,
         "rss_kib_after_warm_up": early,
         "rss_kib_100k_later": late,
         "max_growth_percent": round(growth * 100, 1),
     }
+
+
+WORKER_THREADS = 4  # the Server's GUNICORN_THREADS; a worker also has its main thread
+
+
+def thread_count(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/task").iterdir()))
 
 
 def main():
@@ -323,9 +340,10 @@ def report(results: dict) -> None:
         row = results["worker memory, 100,000 single POSTs"]
         lines += [
             "",
-            f"Worker RSS over 100,000 single POSTs (after 10,000 to warm up): "
+            f"Worker RSS over 100,000 single POSTs (after a warm-up): "
             f"{row['rss_kib_after_warm_up']} → {row['rss_kib_100k_later']} KiB "
-            f"(max growth {row['max_growth_percent']}%).",
+            f"(max growth {row['max_growth_percent']}%; threads per worker "
+            f"{row['threads_after_warm_up']} → {row['threads_at_end']}).",
         ]
     table = "\n".join(lines)
     (OUT / "bench.md").write_text(table + "\n")

@@ -22,10 +22,10 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from harness import (
     OUT,
+    THREADS,
     Server,
     cpu_snapshot,
     cpu_used,
@@ -36,6 +36,7 @@ from harness import (
     postgres_reachable,
     rss_kib,
     sqlite_database,
+    thread_count,
 )
 
 EVENT = {
@@ -233,7 +234,7 @@ def memory(args, results: dict) -> None:
     try:
         for round_number in range(10):
             load(server, "/api/v1/events", single_bodies(10_000, f"warm{round_number}"), 64, token)
-            if all(thread_count(pid) > WORKER_THREADS for pid in server.worker_pids()):
+            if all(thread_count(pid) > THREADS for pid in server.worker_pids()):  # + main thread
                 break
         early = {pid: rss_kib(pid) for pid in server.worker_pids()}
         threads = {pid: thread_count(pid) for pid in server.worker_pids()}
@@ -251,13 +252,6 @@ def memory(args, results: dict) -> None:
         "rss_kib_100k_later": late,
         "max_growth_percent": round(growth * 100, 1),
     }
-
-
-WORKER_THREADS = 4  # the Server's GUNICORN_THREADS; a worker also has its main thread
-
-
-def thread_count(pid: int) -> int:
-    return len(list(Path(f"/proc/{pid}/task").iterdir()))
 
 
 def main():

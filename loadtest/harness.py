@@ -19,6 +19,7 @@ OUT = ROOT / "loadtest" / "out"
 SECRET_KEY = "loadtest-secret-key-" + "x" * 40
 POSTGRES_BASE = os.environ.get("BENCH_POSTGRES_BASE", "postgres://postgres@127.0.0.1:5432")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+WORKERS, THREADS = 2, 4  # the Server's gunicorn, unless a caller overrides them
 
 
 def env_for(database_url: str, **extra: str) -> dict:
@@ -89,7 +90,8 @@ class Server:
     def __init__(self, database_url: str, log_name: str, **extra_env: str):
         OUT.mkdir(exist_ok=True)
         self.port = free_port()
-        env = env_for(database_url, **{"WEB_CONCURRENCY": "2", "GUNICORN_THREADS": "4", **extra_env})
+        sizing = {"WEB_CONCURRENCY": str(WORKERS), "GUNICORN_THREADS": str(THREADS)}
+        env = env_for(database_url, **sizing, **extra_env)
         command = [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.conf.py"]
         self.log = open(OUT / f"{log_name}.log", "w")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
@@ -164,6 +166,10 @@ def postgres_pids() -> list[int]:
             except OSError:
                 continue
     return pids
+
+
+def thread_count(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/task").iterdir()))
 
 
 def rss_kib(pid: int) -> int:

@@ -7,6 +7,8 @@ from django.conf import settings
 from django.views.decorators.csrf import csrf_exempt
 
 from auditlog import errors
+from auditlog.connections import pooled_connection_release
+from auditlog.read_deadline import read_deadline
 from auditlog.selectors import api_key_get_by_token
 from auditlog.services import api_key_touch
 
@@ -15,6 +17,7 @@ MSG_BAD_TOKEN = "The API key is invalid or revoked."
 MSG_SCOPE = "This API key lacks the '{scope}' scope."
 MSG_MEDIA_TYPE = "Send the body as application/json (UTF-8)."
 MSG_TOO_LARGE = "The body is larger than {limit} bytes."
+MSG_BODY_TIMEOUT = "The body did not arrive within {seconds:g} s."
 MSG_BAD_JSON = "The body is not valid JSON: {detail}."
 MSG_NOT_OBJECT = "The body must be a JSON object."
 
@@ -40,31 +43,38 @@ def api_route(**handlers):
 def requires_scope(scope: str, *, body_limit: str | None = None):
     """Authenticate the bearer token and check its scope; pass the ApiKey to the view.
 
-    With `body_limit` (the name of a setting), the body is read first, within that limit, and
-    passed to the view as bytes: a slow client uploading must not hold a database connection
-    (or a pool slot) while we wait for it, and authentication is the first database query.
+    With `body_limit` (the name of a setting), the body is then read, within that limit and
+    AUDITLOG_BODY_TIMEOUT, and passed to the view as bytes. Authentication comes first, so a
+    client without a valid key never gets a thread to wait on its upload; a pooled connection
+    goes back to the pool before the read, so a slow upload holds no pool slot either.
     """
 
     def decorator(view):
         @functools.wraps(view)
         def wrapper(request, *args, **kwargs):
+            key = _authenticate(request, scope)
             if body_limit is not None:
+                pooled_connection_release()
                 kwargs["body"] = read_body(request, getattr(settings, body_limit))
-            # META, not request.headers: that builds a dict of every header on first use.
-            scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                raise _unauthorized(MSG_NO_TOKEN)
-            key = api_key_get_by_token(token.strip())
-            if key is None:
-                raise _unauthorized(MSG_BAD_TOKEN)
-            if scope not in key.scope_set:
-                raise errors.ApiError(errors.FORBIDDEN, MSG_SCOPE.format(scope=scope))
-            api_key_touch(key=key)
             return view(request, key, *args, **kwargs)
 
         return wrapper
 
     return decorator
+
+
+def _authenticate(request, scope: str):
+    # META, not request.headers: that builds a dict of every header on first use.
+    scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized(MSG_NO_TOKEN)
+    key = api_key_get_by_token(token.strip())
+    if key is None:
+        raise _unauthorized(MSG_BAD_TOKEN)
+    if scope not in key.scope_set:
+        raise errors.ApiError(errors.FORBIDDEN, MSG_SCOPE.format(scope=scope))
+    api_key_touch(key=key)
+    return key
 
 
 def _unauthorized(message: str) -> errors.ApiError:
@@ -83,20 +93,28 @@ _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def read_body(request, max_bytes: int) -> bytes:
-    """Read at most max_bytes, refusing more (413) before reading it where the length is declared."""
+    """Read at most max_bytes within AUDITLOG_BODY_TIMEOUT, refusing more (413) before reading
+    it where the length is declared, and a body too slow to arrive (408)."""
     too_large = errors.ApiError(errors.PAYLOAD_TOO_LARGE, MSG_TOO_LARGE.format(limit=max_bytes))
-    if "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
-        # Django's request stream is limited to Content-Length, so without one it reads nothing;
-        # the server's wsgi.input decodes the chunks, and we bound the read ourselves.
-        body = request.META["wsgi.input"].read(max_bytes + 1)
-    else:
+    chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if not chunked:
         try:
             declared = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             declared = 0
         if declared > max_bytes:
             raise too_large
-        body = request.read(max_bytes + 1)
+    timeout = settings.AUDITLOG_BODY_TIMEOUT
+    with read_deadline(request.META.get("gunicorn.socket"), timeout) as expired:
+        try:
+            # Django's request stream is limited to Content-Length, so without one it reads
+            # nothing; the server's wsgi.input decodes the chunks, and we bound the read.
+            body = request.META["wsgi.input"].read(max_bytes + 1) if chunked else request.read(max_bytes + 1)
+        except OSError:  # includes the server's "no more data" from a client gone mid-body
+            body = b""
+    if expired():
+        # The socket's reading side is shut: gunicorn closes the connection after this answer.
+        raise errors.ApiError(errors.REQUEST_TIMEOUT, MSG_BODY_TIMEOUT.format(seconds=timeout))
     if len(body) > max_bytes:
         raise too_large
     return body

@@ -7,4 +7,10 @@ class AuditlogConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from django.db.models.signals import post_migrate, pre_migrate
+
         from auditlog import checks, receivers  # noqa: F401  (registers checks and signal receivers)
+        from auditlog.db.timeouts import migrate_finished, migrate_started
+
+        pre_migrate.connect(migrate_started, dispatch_uid="auditlog.migrate_started")
+        post_migrate.connect(migrate_finished, dispatch_uid="auditlog.migrate_finished")

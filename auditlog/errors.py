@@ -9,6 +9,7 @@ UNAUTHORIZED = "unauthorized"
 FORBIDDEN = "forbidden"
 NOT_FOUND = "not_found"
 METHOD_NOT_ALLOWED = "method_not_allowed"
+REQUEST_TIMEOUT = "request_timeout"
 CONFLICT = "conflict"
 PAYLOAD_TOO_LARGE = "payload_too_large"
 UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
@@ -22,6 +23,7 @@ STATUS = {
     FORBIDDEN: 403,
     NOT_FOUND: 404,
     METHOD_NOT_ALLOWED: 405,
+    REQUEST_TIMEOUT: 408,
     CONFLICT: 409,
     PAYLOAD_TOO_LARGE: 413,
     UNSUPPORTED_MEDIA_TYPE: 415,

@@ -14,20 +14,23 @@ failed, in which case no row of the group is stored (one statement, one transact
 
 import copy
 import threading
+import time
 
-from django.db import DEFAULT_DB_ALIAS, DataError, IntegrityError, OperationalError, connections
+from django.db import DataError, IntegrityError, OperationalError
 
 from auditlog.bulk import events_insert_new
+from auditlog.connections import pooled_connection_release
 from auditlog.locking import sqlite_writer_queue
 
 MAX_GROUP = 64  # rows per statement; a worker rarely has more threads than this anyway
 
 
 class _Slot:
-    __slots__ = ("row", "wake", "lead", "stored", "error")
+    __slots__ = ("row", "since", "wake", "lead", "stored", "error")
 
     def __init__(self, row: tuple):
         self.row = row
+        self.since = time.monotonic()  # the SQLite writer queue's bound counts from here
         # A waiting thread blocks on a lock it holds until the leader releases it: a lock costs
         # a tenth of a threading.Event, and the leader itself never needs one.
         self.wake: threading.Lock | None = None
@@ -54,7 +57,7 @@ class GroupCommit:
                 slot.wake = threading.Lock()
                 slot.wake.acquire()
         if not lead:
-            _release_pooled_connection()
+            pooled_connection_release()  # the leader may need it
             slot.wake.acquire()  # released by a leader: stored, failed, or leading now
             slot.wake = None
             lead = slot.lead
@@ -76,11 +79,23 @@ class GroupCommit:
             group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
             self.statements += 1
             self.rows += len(group)
+        failure = None
         try:
-            with sqlite_writer_queue():
-                _store(group)
+            with sqlite_writer_queue(since=group[0].since):
+                failure = _store(group)
+        except Exception as exc:  # the writer queue timed out: the database is busy
+            failure = exc
+            for slot in group:
+                slot.error = exc
         finally:
             with self._lock:
+                if failure is not None:
+                    # The database just failed a statement (unavailable, locked, frozen): the
+                    # rows waiting behind it fail with it at once rather than each waiting out
+                    # its own timeout in turn, so no request waits longer than one statement.
+                    for slot in self._waiting:
+                        slot.error = failure
+                    group, self._waiting = group + self._waiting, []
                 successor = self._waiting[0] if self._waiting else None
                 if successor is None:
                     self._leading = False
@@ -93,30 +108,25 @@ class GroupCommit:
                 successor.wake.release()
 
 
-def _store(group: list[_Slot]) -> None:
-    """Set each slot's outcome; never raise an Exception (each thread raises its own)."""
+def _store(group: list[_Slot]) -> BaseException | None:
+    """Set each slot's outcome; never raise an Exception (each thread raises its own).
+    Return the error when the database itself failed (not a row it refused)."""
     try:
         stored = events_insert_new([slot.row for slot in group])
     except (IntegrityError, DataError) as exc:
         if len(group) == 1:
             group[0].error = exc
-        else:
-            for slot in group:  # a row the database refuses must not fail its neighbours
-                _store([slot])
-        return
+            return None
+        # A row the database refuses must not fail its neighbours.
+        failures = [_store([slot]) for slot in group]
+        return next((failure for failure in failures if failure is not None), None)
     except Exception as exc:  # the database is unavailable: the whole group fails (503)
         for slot in group:
             slot.error = exc
-        return
+        return exc
     for slot in group:
         slot.stored = slot.row[0] in stored
-
-
-def _release_pooled_connection() -> None:
-    """Never hold a pooled connection while waiting on another thread: the leader may need it."""
-    db = connections[DEFAULT_DB_ALIAS]
-    if getattr(db, "pool", None) is not None and db.connection is not None and not db.in_atomic_block:
-        db.close()  # returns it to the pool
+    return None
 
 
 def _own_copy(error: BaseException) -> BaseException:

@@ -1,5 +1,6 @@
 """Writes. Every multi-statement write is one transaction (IMMEDIATE on SQLite)."""
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
@@ -9,15 +10,19 @@ from django.db.models import Q
 from django.utils import timezone
 
 from auditlog.bulk import EventRows, events_insert, events_insert_new
+from auditlog.client_ip import client_ip
 from auditlog.group_commit import group_commit
-from auditlog.locking import sqlite_writer_queue
+from auditlog.locking import lock_wait_at_most, sqlite_writer_queue
 from auditlog.models import ActionLog, ApiKey, Scope
 from auditlog.selectors import api_key_cache_forget, events_get_by_idempotency_keys
 from auditlog.tokens import token_generate, token_hash
 from auditlog.uuid7 import uuid7
 from auditlog.validation import EventInput, metadata_canonical, payload_hash
 
+logger = logging.getLogger(__name__)
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+# A key's last use is bookkeeping: a request never waits long for a lock to record it.
+TOUCH_LOCK_WAIT_SECONDS = 0.05
 # A concurrent batch with the same idempotency key can win the race on PostgreSQL between our
 # lookup and our insert; the retry then finds its row. SQLite serialises batches (IMMEDIATE).
 BATCH_ATTEMPTS = 3
@@ -183,8 +188,14 @@ def api_key_touch(*, key: ApiKey) -> None:
     if key.last_used_at is not None and now - key.last_used_at < LAST_USED_RESOLUTION:
         return
     stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
-    ApiKey.objects.filter(stale, pk=key.pk).update(last_used_at=now)  # one writer per minute wins
-    key.last_used_at = now
+    key.last_used_at = now  # one attempt a minute, whatever happens to it
+    try:
+        with lock_wait_at_most(TOUCH_LOCK_WAIT_SECONDS):
+            ApiKey.objects.filter(stale, pk=key.pk).update(last_used_at=now)  # one writer a minute wins
+    except OperationalError as exc:
+        if not connection.is_usable():  # the database itself is gone: the request cannot go on
+            raise
+        logger.info("last use of key %s not recorded (a lock is held): %s", key.prefix, exc)
 
 
 INTERNAL_SOURCE_NAME = "auditlog-internal"
@@ -230,7 +241,7 @@ def event_record_internal(
         "target_name": "",
         "occurred_at": now,
         "outcome": outcome,
-        "ip_address": (request.META.get("REMOTE_ADDR") or None) if request else None,
+        "ip_address": client_ip(request) if request else None,
         "user_agent": request.headers.get("User-Agent", "")[:512] if request else "",
     }
     metadata = metadata or {}

@@ -1,7 +1,7 @@
 import json
 
 from django.conf import settings
-from django.db import connection
+from django.db import OperationalError, connection
 from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -11,6 +11,7 @@ from auditlog.api import api_route, parse_json_object, requires_scope
 from auditlog.cursor import cursor_encode
 from auditlog.filters import event_filters_parse
 from auditlog.models import ActionLog, Scope
+from auditlog.readiness import database_ready
 from auditlog.selectors import event_get, event_list
 from auditlog.serialization import event_as_dict, json_timestamp
 from auditlog.services import CONFLICT, IdempotencyConflict, event_create, events_create_batch
@@ -114,9 +115,9 @@ def healthz(request):
 
 
 def readyz(request):
-    """Ready when the database answers a query."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
+    """Ready when the database answers a query within AUDITLOG_READYZ_TIMEOUT."""
+    if not database_ready(settings.AUDITLOG_READYZ_TIMEOUT):
+        raise OperationalError("the database did not answer the readiness probe")
     return JsonResponse({"status": "ok", "database": connection.vendor})
 
 

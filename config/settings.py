@@ -87,6 +87,17 @@ CONN_MAX_AGE = env.int("CONN_MAX_AGE", default=600)
 CONN_HEALTH_CHECKS = env.bool("CONN_HEALTH_CHECKS", default=True)
 DATABASE_POOL = env.bool("DATABASE_POOL", default=False)
 SQLITE_BUSY_TIMEOUT = env.float("SQLITE_BUSY_TIMEOUT", default=5.0)
+# PostgreSQL bounds, in seconds (README "Timeouts" justifies each default). The client timeout
+# is the last resort for a server that accepts and never answers (the kernel keeps
+# acknowledging, so only the client can give up): above the statement timeout, so the server's
+# own error, which keeps the connection usable, normally comes first.
+DATABASE_STATEMENT_TIMEOUT = env.float("DATABASE_STATEMENT_TIMEOUT", default=5.0)
+DATABASE_LOCK_TIMEOUT = env.float("DATABASE_LOCK_TIMEOUT", default=2.0)
+DATABASE_IDLE_IN_TRANSACTION_TIMEOUT = env.float("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT", default=10.0)
+DATABASE_CLIENT_TIMEOUT = env.float("DATABASE_CLIENT_TIMEOUT", default=DATABASE_STATEMENT_TIMEOUT + 1.0)
+DATABASE_TCP_USER_TIMEOUT = env.float("DATABASE_TCP_USER_TIMEOUT", default=5.0)
+# /readyz answers within this many seconds whatever the database does.
+AUDITLOG_READYZ_TIMEOUT = env.float("AUDITLOG_READYZ_TIMEOUT", default=2.0)
 
 if DATABASE["ENGINE"] == "django.db.backends.sqlite3":
     if DATABASE["NAME"] != ":memory:" and not Path(DATABASE["NAME"]).is_absolute():
@@ -108,9 +119,25 @@ if DATABASE["ENGINE"] == "django.db.backends.sqlite3":
 elif DATABASE["ENGINE"] == "django.db.backends.postgresql":
     # Django's backend, with a health check that needs no round trip (auditlog/db/postgresql).
     DATABASE["ENGINE"] = "auditlog.db.postgresql"
-    # Fail fast (then answer 503) instead of hanging a worker thread on an unreachable server.
+    # Every wait on the server is bounded (README "Timeouts"): a stalled database costs a request
+    # a few seconds and a 503, never a hung worker thread.
     DATABASE["OPTIONS"].setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
     DATABASE["OPTIONS"].setdefault("application_name", "auditlog")
+    # Server-side, set at connect (no round trip): a statement, a lock wait, a session left
+    # idle inside a transaction. Commands that run long set their own (auditlog.db.timeouts).
+    DATABASE["OPTIONS"].setdefault(
+        "options",
+        f"-c statement_timeout={round(DATABASE_STATEMENT_TIMEOUT * 1000)}"
+        f" -c lock_timeout={round(DATABASE_LOCK_TIMEOUT * 1000)}"
+        f" -c idle_in_transaction_session_timeout={round(DATABASE_IDLE_IN_TRANSACTION_TIMEOUT * 1000)}",
+    )
+    # The network: keepalives find a dead peer of an idle connection; tcp_user_timeout ends a
+    # connection whose sent data goes unacknowledged (a partition, a vanished host).
+    DATABASE["OPTIONS"].setdefault("keepalives", 1)
+    DATABASE["OPTIONS"].setdefault("keepalives_idle", env.int("DATABASE_KEEPALIVES_IDLE", default=10))
+    DATABASE["OPTIONS"].setdefault("keepalives_interval", env.int("DATABASE_KEEPALIVES_INTERVAL", default=2))
+    DATABASE["OPTIONS"].setdefault("keepalives_count", env.int("DATABASE_KEEPALIVES_COUNT", default=3))
+    DATABASE["OPTIONS"].setdefault("tcp_user_timeout", round(DATABASE_TCP_USER_TIMEOUT * 1000))
     DATABASE["CONN_HEALTH_CHECKS"] = CONN_HEALTH_CHECKS
     if DATABASE_POOL:
         DATABASE["OPTIONS"]["pool"] = {
@@ -145,6 +172,12 @@ AXES_FAILURE_LIMIT = env.int("AUDITLOG_LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("AUDITLOG_LOGIN_LOCKOUT_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
+# How many reverse proxies in front of this service append to X-Forwarded-For: the client is the
+# address the outermost one added. 0: the header is ignored (REMOTE_ADDR). See auditlog/client_ip.py.
+AUDITLOG_TRUSTED_PROXIES = env.int("AUDITLOG_TRUSTED_PROXIES", default=0)
+AXES_CLIENT_IP_CALLABLE = "auditlog.client_ip.client_ip"
+# 429 with Retry-After and "Try again in 15 minutes." instead of axes' bare message.
+AXES_LOCKOUT_CALLABLE = "auditlog.admin.lockout.lockout_response"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -190,6 +223,9 @@ AUDITLOG_MAX_BATCH_EVENTS = 1000
 # The API reads the body itself, against the limits above.
 DATA_UPLOAD_MAX_MEMORY_SIZE = AUDITLOG_MAX_BATCH_BYTES
 AUDITLOG_RETRY_AFTER_SECONDS = env.int("AUDITLOG_RETRY_AFTER_SECONDS", default=1)
+# Seconds a request body may take to arrive under gunicorn alone (behind nginx it arrives
+# whole): a client that trickles it gets 408 instead of holding a worker thread.
+AUDITLOG_BODY_TIMEOUT = env.float("AUDITLOG_BODY_TIMEOUT", default=10.0)
 # Seconds an API key is cached per process: a revoked key stops working within this time.
 AUDITLOG_API_KEY_CACHE_SECONDS = env.float("AUDITLOG_API_KEY_CACHE_SECONDS", default=5.0)
 # Tamper evidence (README "Operations"): the HMAC key of seal checkpoints, older keys still

@@ -1,18 +1,67 @@
-"""Django's PostgreSQL backend with a health check that costs no round trip when nothing is wrong.
+"""Django's PostgreSQL backend, with every wait on the server bounded and a cheap health check.
 
-With CONN_HEALTH_CHECKS, Django runs `SELECT 1` before the first query of every request on a
-reused connection: a round trip per request, a fifth of an ingest request's database cost.
-When the server ends a session (restart, pg_terminate_backend, idle_session_timeout), it
-sends a FATAL message and closes the socket, so an idle connection whose socket is readable
-is gone or has something to say: only then do we run Django's real check.
+Bounded: each psycopg connection is a `BoundedConnection`, whose waits for the server (a query,
+a commit, a fetch, the health check) give up after `DATABASE_CLIENT_TIMEOUT` seconds and close
+the connection; Django then raises OperationalError and the request answers 503. The server's
+own bounds (statement_timeout, lock_timeout) end almost every stall first and keep the
+connection usable; this one ends the stalls no server-side setting can: a frozen server or a
+stalled disk, whose kernel keeps acknowledging while nothing answers.
+
+Cheap health check: with CONN_HEALTH_CHECKS, Django runs `SELECT 1` before the first query of
+every request on a reused connection: a round trip per request, a fifth of an ingest request's
+database cost. When the server ends a session (restart, pg_terminate_backend,
+idle_session_timeout), it sends a FATAL message and closes the socket, so an idle connection
+whose socket is readable is gone or has something to say: only then do we run Django's check.
 """
 
 import select
 
+import psycopg
+from django.conf import settings
 from django.db.backends.postgresql import base
+from psycopg import errors
+
+
+class BoundedConnection(psycopg.Connection):
+    client_timeout: float | None = None  # seconds; None waits as long as the server takes
+
+    def wait(self, gen, interval=psycopg.connection._WAIT_INTERVAL, timeout=None):
+        timeout = self.client_timeout if timeout is None else timeout
+        try:
+            return super().wait(gen, interval, timeout)
+        except errors._WaitTimeout:  # psycopg's documented signal for `timeout` (private name)
+            # Whatever the server is doing with this session is unknown now: abandon it, as
+            # psycopg does when a cancelled query does not end.
+            self.pgconn.finish()
+            raise psycopg.OperationalError(
+                f"the database did not answer within {timeout:g} s (DATABASE_CLIENT_TIMEOUT); "
+                "the connection was closed"
+            ) from None
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Per thread (Django's wrappers are), kept across reconnects: auditlog.db.timeouts
+        # changes it for commands that run long.
+        self.client_timeout = settings.DATABASE_CLIENT_TIMEOUT
+        self.session_timeouts: dict[str, str] = {}
+
+    def get_new_connection(self, conn_params):
+        connection = super().get_new_connection(conn_params)
+        # Django builds the connection with psycopg.connect() (or takes it from the pool) and
+        # offers no hook for its class; the subclass only adds a bound to `wait`.
+        connection.__class__ = BoundedConnection
+        connection.client_timeout = self.client_timeout
+        return connection
+
+    def init_connection_state(self):
+        super().init_connection_state()
+        if self.session_timeouts:  # a command's own bounds survive a reconnect
+            with self.connection.cursor() as cursor:
+                for name, value in self.session_timeouts.items():
+                    cursor.execute("SELECT set_config(%s, %s, false)", [name, value])
+
     def is_usable(self):
         if self.connection is None or self.connection.closed:
             return False

@@ -2,6 +2,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from auditlog.db.timeouts import command_timeouts
 from auditlog.demo import events_demo_create
 
 
@@ -17,6 +18,8 @@ class Command(BaseCommand):
         )
         parser.add_argument("--seed", type=int, default=None, help="Random seed, for repeatable data.")
 
+    # Loading millions of demo events is one long COPY.
+    @command_timeouts(statement=0, lock=5)
     def handle(self, *args, count, seed, **options):
         if count < 1:
             raise CommandError("--count must be at least 1")

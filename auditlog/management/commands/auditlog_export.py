@@ -5,6 +5,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from django.http import QueryDict
 
+from auditlog.db.timeouts import command_timeouts
 from auditlog.export import FORMATS, events_export_lines
 from auditlog.filters import event_filters_parse
 from auditlog.selectors import event_queryset, events_iterate
@@ -36,6 +37,8 @@ class Command(BaseCommand):
         for name, text in FILTERS.items():
             parser.add_argument(f"--{name.replace('_', '-')}", dest=name, help=text)
 
+    # An export streams for as long as the output takes (a pipe to gzip, a slow disk).
+    @command_timeouts(statement=0, lock=5, idle_in_transaction=0)
     def handle(self, *args, output, **options):
         export_format = options["format"]
         params = QueryDict(mutable=True)

@@ -3,6 +3,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from auditlog.db.timeouts import command_timeouts
 from auditlog.retention import events_purge, events_purge_plan
 from auditlog.sealing import SealError
 from auditlog.services import event_record_internal
@@ -28,6 +29,8 @@ class Command(BaseCommand):
             "--batch-size", type=int, default=1000, help="Events per transaction (default 1,000)."
         )
 
+    # Each batch deletes 1,000 rows in a short transaction.
+    @command_timeouts(statement=60, lock=5)
     def handle(self, *args, older_than, dry_run, batch_size, **options):
         if older_than is None:
             raise CommandError("Give --older-than DAYS or set AUDITLOG_RETENTION_DAYS.")

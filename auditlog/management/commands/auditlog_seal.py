@@ -2,6 +2,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from auditlog.db.timeouts import command_timeouts
 from auditlog.sealing import SealError, events_seal
 
 
@@ -19,6 +20,8 @@ class Command(BaseCommand):
             help="Events per checkpoint and per transaction (default 5,000).",
         )
 
+    # Sealing reads and writes blocks of 5,000 events: minutes at most, never waiting long on a lock.
+    @command_timeouts(statement=300, lock=5)
     def handle(self, *args, block_size, **options):
         if block_size < 1:
             raise CommandError("--block-size must be at least 1")

@@ -3,6 +3,7 @@ from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
+from auditlog.db.timeouts import command_timeouts
 from auditlog.sealing import SealError, chain_verify
 
 
@@ -25,6 +26,9 @@ class Command(BaseCommand):
             help="Start at the checkpoint before the first event received at this date or ISO time (UTC).",
         )
 
+    # Verification streams the whole table and hashes as it goes: no bound on the statement
+    # or on the idle time between fetches.
+    @command_timeouts(statement=0, lock=5, idle_in_transaction=0)
     def handle(self, *args, since, **options):
         started = time.monotonic()
         tty = self.stderr.isatty()

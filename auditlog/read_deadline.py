@@ -1,0 +1,87 @@
+"""A deadline on reading a request body from the client's socket, under gunicorn.
+
+gunicorn's body reader loops on recv() until it has what was asked for, so a per-recv socket
+timeout does not bound a client that trickles a byte a second. One thread per process watches
+the sockets being read and, when one's deadline passes, shuts its reading side: the blocked
+recv() returns end-of-file at once, the read ends short, and the request answers 408.
+"""
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+
+TICK = 0.1  # seconds: how late past its deadline a read may end
+
+
+class _Watchdog:
+    def __init__(self):
+        self._changed = threading.Condition()
+        self._watched: dict[int, tuple[float, socket.socket]] = {}
+        self._expired: set[int] = set()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, sock: socket.socket, deadline: float) -> int:
+        token = id(sock)
+        with self._changed:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="read-deadline", daemon=True)
+                self._thread.start()
+            self._watched[token] = (deadline, sock)
+            if len(self._watched) == 1:
+                self._changed.notify()
+        return token
+
+    def unwatch(self, token: int) -> bool:
+        """Stop watching; True if the deadline passed (the socket's reading side is shut)."""
+        with self._changed:
+            self._watched.pop(token, None)
+            if token in self._expired:
+                self._expired.discard(token)
+                return True
+            return False
+
+    def _run(self) -> None:
+        with self._changed:
+            while True:
+                self._changed.wait(TICK if self._watched else None)
+                now = time.monotonic()
+                for token, (deadline, sock) in list(self._watched.items()):
+                    if now >= deadline:
+                        del self._watched[token]
+                        self._expired.add(token)
+                        # Under the lock, so the reader is still inside read_deadline() and
+                        # the socket still open. socket.socket's own shutdown, not TLS's.
+                        with suppress(OSError):
+                            socket.socket.shutdown(sock, socket.SHUT_RD)
+
+
+_watchdog = _Watchdog()
+
+
+@contextmanager
+def read_deadline(sock: socket.socket | None, seconds: float) -> Iterator[Callable[[], bool]]:
+    """Reads from `sock` inside the block end (as end-of-file) once `seconds` have passed.
+
+    Yields a function that tells, after the block, whether the deadline cut the read short.
+    Without a socket (the test client, another server), nothing is watched.
+    """
+    if sock is None:
+        yield lambda: False
+        return
+    token = _watchdog.watch(sock, time.monotonic() + seconds)
+    expired = None
+    try:
+        yield lambda: bool(expired)
+    finally:
+        expired = _watchdog.unwatch(token)
+
+
+def _forget_after_fork() -> None:
+    global _watchdog
+    _watchdog = _Watchdog()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)

@@ -3,13 +3,20 @@ import logging
 from django.db import InterfaceError, OperationalError
 from django.http import Http404
 
+import auditlog.outage
 from auditlog import errors
+from auditlog.outage import connection_lost
 
 logger = logging.getLogger(__name__)
+# /healthz needs no database; /readyz must ask it (it has its own bound, auditlog.readiness).
+OWN_DATABASE_HANDLING = frozenset({"/healthz", "/readyz"})
 
 
 class ApiErrorMiddleware:
     """Answer every failure under /api/ in the error shape; a database outage anywhere is a 503.
+
+    While a database outage is suspected (auditlog.outage), one request at a time goes to the
+    database and the others answer 503 at once.
 
     OperationalError covers SQLite's "database is locked" past the busy timeout, a PostgreSQL
     server that is down or restarting, a connection killed mid-request and psycopg's
@@ -21,11 +28,22 @@ class ApiErrorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        return self.get_response(request)
+        if request.path_info in OWN_DATABASE_HANDLING:
+            return self.get_response(request)
+        outage = auditlog.outage.database_outage
+        trial = outage.admit()
+        if trial is False:
+            return errors.error_response(errors.unavailable_error())
+        request.auditlog_database_lost = False
+        try:
+            return self.get_response(request)
+        finally:
+            outage.finished(trial, request.auditlog_database_lost)
 
     def process_exception(self, request, exception):
         if isinstance(exception, (OperationalError, InterfaceError)):
             logger.error("database unavailable on %s %s: %r", request.method, request.path, exception)
+            request.auditlog_database_lost = connection_lost(exception)
             return errors.error_response(errors.unavailable_error())
         if not request.path.startswith("/api/"):
             return None

@@ -91,11 +91,11 @@ SQLITE_BUSY_TIMEOUT = env.float("SQLITE_BUSY_TIMEOUT", default=5.0)
 # is the last resort for a server that accepts and never answers (the kernel keeps
 # acknowledging, so only the client can give up): above the statement timeout, so the server's
 # own error, which keeps the connection usable, normally comes first.
-DATABASE_STATEMENT_TIMEOUT = env.float("DATABASE_STATEMENT_TIMEOUT", default=5.0)
+DATABASE_STATEMENT_TIMEOUT = env.float("DATABASE_STATEMENT_TIMEOUT", default=3.0)
 DATABASE_LOCK_TIMEOUT = env.float("DATABASE_LOCK_TIMEOUT", default=2.0)
 DATABASE_IDLE_IN_TRANSACTION_TIMEOUT = env.float("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT", default=10.0)
 DATABASE_CLIENT_TIMEOUT = env.float("DATABASE_CLIENT_TIMEOUT", default=DATABASE_STATEMENT_TIMEOUT + 1.0)
-DATABASE_TCP_USER_TIMEOUT = env.float("DATABASE_TCP_USER_TIMEOUT", default=5.0)
+DATABASE_TCP_USER_TIMEOUT = env.float("DATABASE_TCP_USER_TIMEOUT", default=4.0)
 # /readyz answers within this many seconds whatever the database does.
 AUDITLOG_READYZ_TIMEOUT = env.float("AUDITLOG_READYZ_TIMEOUT", default=2.0)
 
@@ -121,7 +121,7 @@ elif DATABASE["ENGINE"] == "django.db.backends.postgresql":
     DATABASE["ENGINE"] = "auditlog.db.postgresql"
     # Every wait on the server is bounded (README "Timeouts"): a stalled database costs a request
     # a few seconds and a 503, never a hung worker thread.
-    DATABASE["OPTIONS"].setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5))
+    DATABASE["OPTIONS"].setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=3))
     DATABASE["OPTIONS"].setdefault("application_name", "auditlog")
     # Server-side, set at connect (no round trip): a statement, a lock wait, a session left
     # idle inside a transaction. Commands that run long set their own (auditlog.db.timeouts).

@@ -57,7 +57,7 @@ def test_postgres_gets_persistent_connections_with_health_checks():
     assert database["ENGINE"] == "auditlog.db.postgresql"
     assert database["CONN_MAX_AGE"] == 600
     assert database["CONN_HEALTH_CHECKS"] is True
-    assert database["OPTIONS"]["connect_timeout"] == 5
+    assert database["OPTIONS"]["connect_timeout"] == 3
     assert "pool" not in database["OPTIONS"]
 
 

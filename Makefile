@@ -12,7 +12,7 @@ SCOPES ?= write,read
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/auditlog
 PYTEST_ARGS ?=
 
-.PHONY: venv run migrate key test test-sqlite test-postgres lint format clean bench bench-read loadtest
+.PHONY: venv run serve migrate key test test-sqlite test-postgres lint format clean bench bench-read loadtest
 
 venv: $(VENV)/.installed
 
@@ -32,6 +32,11 @@ migrate: venv .env
 
 run: migrate
 	$(BIN)/gunicorn config.wsgi --config config/gunicorn.conf.py --bind $(HOST):$(PORT)
+
+# nginx (deploy/nginx.conf) in front of gunicorn, as production runs it: http://127.0.0.1:8080
+# (AUDITLOG_LISTEN=host:port to change). Needs Debian's nginx.
+serve: migrate
+	$(PY) deploy/serve.py
 
 # Prints a token on its last line: `make key NAME=billing SCOPES=write`.
 key: migrate

@@ -26,7 +26,7 @@ import pytest
 
 from auditlog.models import ActionLog
 from tests.conftest import BATCH_URL, EVENTS_URL, make_event
-from tests.live.conftest import LOG_DIR, ROOT, free_port, server_env
+from tests.live.conftest import LOG_DIR, ROOT, LiveServer, free_port, server_env
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -63,18 +63,15 @@ def nginx_path() -> str:
     pytest.skip("nginx is not installed (Debian: apt-get install nginx); with CI=true this fails")
 
 
-class Served:
+class Served(LiveServer):
     """`deploy/serve.py` as a subprocess: nginx on `port`, in front of its own gunicorn."""
 
     READY = re.compile(r"auditlog: serving http://\S+ \(nginx pid (\d+)\) -> gunicorn \S+ \(pid (\d+)\)")
 
     def __init__(self, name: str, nginx: str, env: dict[str, str]):
-        self.port = free_port()
+        super().__init__(f"nginx-{name}", env)
         self.runtime_dir = LOG_DIR / f"nginx-{name}"
-        self.log_path = LOG_DIR / f"nginx-{name}.log"
         self.nginx = nginx
-        self.env = env
-        self.process = None
         self.nginx_pid = self.gunicorn_pid = None
 
     def start(self, timeout=60.0):
@@ -99,17 +96,7 @@ class Served:
         raise RuntimeError(f"serve.py was not ready in {timeout}s:\n{self.log()}")
 
     def stop(self, timeout=60.0) -> int | None:
-        if self.process is None or self.process.poll() is not None:
-            return self.process and self.process.returncode
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)  # its children get SIGTERM (parent death)
-            return self.process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return super().stop(timeout)  # a SIGKILL past it: its children get SIGTERM (parent death)
 
     def nginx_errors(self) -> str:
         with contextlib.suppress(OSError):

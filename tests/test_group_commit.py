@@ -128,13 +128,13 @@ def test_a_row_the_database_refuses_does_not_fail_its_neighbours(source):
     assert set(ActionLog.objects.values_list("idempotency_key", flat=True)) == {"k0", "k1", "k3"}
 
 
-def short_lock_wait():
+def short_lock_wait(milliseconds: int = 300):
     """This thread's connection gives up on a held lock after 0.3 s instead of waiting."""
     connection.ensure_connection()
     if connection.vendor == "sqlite":
-        connection.connection.execute("PRAGMA busy_timeout = 300")
+        connection.connection.execute(f"PRAGMA busy_timeout = {milliseconds}")
     else:
-        connection.connection.execute("SET lock_timeout = '300ms'")
+        connection.connection.execute(f"SET lock_timeout = '{milliseconds}ms'")
 
 
 def test_an_unavailable_database_fails_every_event_of_the_group_and_stores_none(source):
@@ -154,3 +154,26 @@ def test_an_unavailable_database_fails_every_event_of_the_group_and_stores_none(
     assert group_commit.waiting() == 0
     # and the next event is stored as usual: nothing is left holding the leadership
     assert event_create(source=source, event=event_validate(make_event())).status == CREATED
+
+
+def test_rows_queued_behind_a_failed_statement_fail_with_it_instead_of_trying_again(source):
+    """Otherwise each queued row would lead a statement of its own and wait its timeout out
+    in turn: a request would wait several timeouts."""
+    statements_before, rows_before = group_commit.statements, group_commit.rows
+    events = [event_validate(make_event(idempotency_key=f"k{n}")) for n in range(5)]
+
+    def create(event, lock_wait):
+        short_lock_wait(lock_wait)
+        return event_create(source=source, event=event)
+
+    with writes_blocked():
+        leader, leader_result = in_threads([lambda: create(events[0], 2000)])
+        wait_until_arrived(1, rows_before)  # its statement waits on the lock
+        queued, queued_results = in_threads([lambda event=event: create(event, 300) for event in events[1:]])
+        wait_until_arrived(5, rows_before)
+        for thread in leader + queued:
+            thread.join(30)
+
+    assert all(isinstance(result, OperationalError) for result in leader_result + queued_results)
+    assert group_commit.statements - statements_before == 1
+    assert not ActionLog.objects.exists()

@@ -108,6 +108,21 @@ def postgres_problems(alias: str, database: dict) -> list:
     return problems
 
 
+def timeout_problems(alias: str, *, statement: float, client: float) -> list:
+    if statement and client <= statement:
+        return [
+            Warning(
+                f"DATABASE_CLIENT_TIMEOUT ({client:g} s) is not above DATABASE_STATEMENT_TIMEOUT "
+                f"({statement:g} s): a slow statement is abandoned by the client, which closes the "
+                "connection, before the server cancels it and keeps the connection usable.",
+                hint="Leave DATABASE_CLIENT_TIMEOUT unset (statement timeout + 1 s) or set it higher.",
+                obj=_obj(alias),
+                id="auditlog.W002",
+            )
+        ]
+    return []
+
+
 @register()
 def check_connection_settings(app_configs, **kwargs) -> list:
     problems = []
@@ -116,6 +131,9 @@ def check_connection_settings(app_configs, **kwargs) -> list:
             problems += sqlite_problems(alias, database)
         elif database["ENGINE"] in POSTGRESQL_ENGINES:
             problems += postgres_problems(alias, database)
+            problems += timeout_problems(
+                alias, statement=settings.DATABASE_STATEMENT_TIMEOUT, client=settings.DATABASE_CLIENT_TIMEOUT
+            )
     return problems
 
 

@@ -79,6 +79,17 @@ def test_e006_pool_with_conn_max_age():
     assert ids(checks.postgres_problems("default", database)) == ["auditlog.E006"]
 
 
+def test_w002_client_timeout_not_above_the_statement_timeout():
+    problems = checks.timeout_problems("default", statement=3, client=3)
+
+    assert ids(problems) == ["auditlog.W002"]
+
+
+def test_w002_not_raised_for_the_defaults_or_without_a_statement_timeout():
+    assert checks.timeout_problems("default", statement=3, client=4) == []
+    assert checks.timeout_problems("default", statement=0, client=4) == []
+
+
 def test_w001_conn_max_age_beyond_idle_session_timeout():
     limits = checks.ServerLimits(100, 3, idle_session_timeout_seconds=300)
 

@@ -34,16 +34,17 @@ class ApiErrorMiddleware:
         trial = outage.admit()
         if trial is False:
             return errors.error_response(errors.unavailable_error())
-        request.auditlog_database_lost = False
+        request.auditlog_database_failure = None  # or "failed", or "lost" (the connection too)
         try:
             return self.get_response(request)
         finally:
-            outage.finished(trial, request.auditlog_database_lost)
+            failure = request.auditlog_database_failure
+            outage.finished(trial, failed=failure is not None, lost=failure == "lost")
 
     def process_exception(self, request, exception):
         if isinstance(exception, (OperationalError, InterfaceError)):
             logger.error("database unavailable on %s %s: %r", request.method, request.path, exception)
-            request.auditlog_database_lost = connection_lost(exception)
+            request.auditlog_database_failure = "lost" if connection_lost(exception) else "failed"
             return errors.error_response(errors.unavailable_error())
         if not request.path.startswith("/api/"):
             return None

@@ -28,11 +28,13 @@ class DatabaseOutage:
             return None
         return self._trial.acquire(blocking=False)
 
-    def finished(self, trial: bool | None, lost: bool) -> None:
+    def finished(self, trial: bool | None, *, failed: bool, lost: bool) -> None:
+        """After a request: `failed` if the database failed it at all, `lost` if that left it
+        without a working connection."""
         if lost and not self.suspected:
             self.suspected = True
             logger.warning("database connection lost: one request at a time tries it until one gets through")
-        elif trial and not lost and self.suspected:
+        elif trial and not failed and self.suspected:
             self.suspected = False
             logger.warning("database reachable again")
         if trial:

@@ -143,7 +143,7 @@ elif DATABASE["ENGINE"] == "django.db.backends.postgresql":
         DATABASE["OPTIONS"]["pool"] = {
             "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=2),
             "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=8),
-            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=5.0),
+            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=2.0),
         }
         # Django's pool requires it: a request returns its connection to the pool when it ends.
         DATABASE["CONN_MAX_AGE"] = 0

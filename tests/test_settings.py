@@ -66,10 +66,10 @@ def test_postgres_pool_forces_conn_max_age_zero():
         DATABASE_URL="postgres://app@db.internal/audit",
         DATABASE_POOL="true",
         DATABASE_POOL_MAX_SIZE="4",
-        DATABASE_POOL_TIMEOUT="2",
+        DATABASE_POOL_TIMEOUT="7",
     )
 
-    assert database["OPTIONS"]["pool"] == {"min_size": 2, "max_size": 4, "timeout": 2.0}
+    assert database["OPTIONS"]["pool"] == {"min_size": 2, "max_size": 4, "timeout": 7.0}
     assert database["CONN_MAX_AGE"] == 0
     assert database["CONN_HEALTH_CHECKS"] is True
 

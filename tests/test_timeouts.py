@@ -24,6 +24,12 @@ def test_postgres_connections_get_server_and_network_bounds_by_default():
     assert options["keepalives_count"] == 3
 
 
+def test_the_pool_timeout_is_2_s_by_default():
+    database = database_settings(DATABASE_URL="postgres://u@db.example.com/audit", DATABASE_POOL="true")
+
+    assert database["OPTIONS"]["pool"]["timeout"] == 2.0
+
+
 def test_postgres_bounds_come_from_the_environment():
     options = database_settings(
         DATABASE_URL="postgres://u@db.example.com/audit",

@@ -186,13 +186,14 @@ def check(name: str, probes: Probes, source, started, ended, recovered, *, ready
 
 
 @pytest.fixture
-def proxied_gunicorn(gunicorn_factory):
-    """gunicorn with its default bounds, reaching PostgreSQL through a proxy the test controls."""
+def proxied_gunicorn(request, gunicorn_factory):
+    """gunicorn with its default bounds, reaching PostgreSQL through a proxy the test controls
+    (indirect parameter: more environment for gunicorn)."""
     settings = connection.settings_dict
     proxy = faults.TcpProxy(settings["HOST"] or "127.0.0.1", int(settings["PORT"] or 5432))
     url = database_url().replace(f":{settings['PORT'] or 5432}/", f":{proxy.port}/")
     try:
-        yield gunicorn_factory(DATABASE_URL=url), proxy
+        yield gunicorn_factory(DATABASE_URL=url, **getattr(request, "param", {})), proxy
     finally:
         proxy.close()
         # Sessions the service opened through a partition may outlive it on the server's side.
@@ -231,12 +232,16 @@ def test_dropped_packets_to_the_database_bound_every_answer(proxied_gunicorn, wr
 
 
 @requires_postgres
-def test_a_frozen_database_bounds_every_answer(proxied_gunicorn, writer_key):
+@pytest.mark.parametrize(
+    "proxied_gunicorn", [{}, {"DATABASE_POOL": "true"}], ids=["persistent", "pool"], indirect=True
+)
+def test_a_frozen_database_bounds_every_answer(proxied_gunicorn, writer_key, request):
     server, proxy = proxied_gunicorn
     key, token = writer_key
     with Probes(server.port, token) as probes:
         started, ended, recovered = hold_fault(probes, proxy.frozen())
-    check("timeouts-frozen-server", probes, key, started, ended, recovered, ready_fails=True)
+    name = "timeouts-frozen-server" + ("-pool" if "pool" in request.node.callspec.id else "")
+    check(name, probes, key, started, ended, recovered, ready_fails=True)
 
 
 @requires_postgres

@@ -84,6 +84,17 @@ def test_command_bounds_apply_inside_the_block_and_the_request_bounds_come_back(
 
 
 @requires_postgres
+@pytest.mark.django_db
+def test_nested_bounds_give_back_the_outer_ones():
+    with database_timeouts(statement=60, lock=5):
+        with database_timeouts(statement=0, lock=1):
+            assert show("statement_timeout") == "0"
+        assert (show("statement_timeout"), show("lock_timeout")) == ("1min", "5s")
+        assert connection.connection.client_timeout == 61.0
+    assert show("statement_timeout") == "3s"
+
+
+@requires_postgres
 @pytest.mark.django_db(transaction=True)
 def test_command_bounds_survive_a_reconnect():
     with database_timeouts(statement=60, lock=5):

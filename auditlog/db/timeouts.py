@@ -29,8 +29,9 @@ def database_timeouts(*, statement: float, lock: float, idle_in_transaction: flo
         yield
     finally:
         connection.session_timeouts, connection.client_timeout = saved
+        outer = {name: connection.session_timeouts.get(name) for name in values}  # None: RESET
         try:
-            _apply(connection, dict.fromkeys(values), connection.client_timeout)
+            _apply(connection, outer, connection.client_timeout)
         except DatabaseError:  # the block left the connection broken: a new one has the defaults
             if not connection.in_atomic_block:
                 connection.close()

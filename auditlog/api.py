@@ -8,7 +8,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from auditlog import errors
 from auditlog.connections import pooled_connection_release
-from auditlog.read_deadline import read_deadline
+from auditlog.read_deadline import read_in_time
 from auditlog.selectors import api_key_get_by_token
 from auditlog.services import api_key_touch
 
@@ -105,14 +105,11 @@ def read_body(request, max_bytes: int) -> bytes:
         if declared > max_bytes:
             raise too_large
     timeout = settings.AUDITLOG_BODY_TIMEOUT
-    with read_deadline(request.META.get("gunicorn.socket"), timeout) as expired:
-        try:
-            # Django's request stream is limited to Content-Length, so without one it reads
-            # nothing; the server's wsgi.input decodes the chunks, and we bound the read.
-            body = request.META["wsgi.input"].read(max_bytes + 1) if chunked else request.read(max_bytes + 1)
-        except OSError:  # includes the server's "no more data" from a client gone mid-body
-            body = b""
-    if expired():
+    # Django's request stream is limited to Content-Length, so without one it reads nothing;
+    # the server's wsgi.input decodes the chunks, and we bound the read.
+    stream = request.META["wsgi.input"] if chunked else request
+    body = read_in_time(request, timeout, lambda: stream.read(max_bytes + 1))
+    if body is None:
         # The socket's reading side is shut: gunicorn closes the connection after this answer.
         raise errors.ApiError(errors.REQUEST_TIMEOUT, MSG_BODY_TIMEOUT.format(seconds=timeout))
     if len(body) > max_bytes:

@@ -1,11 +1,14 @@
 import logging
 
-from django.db import InterfaceError, OperationalError
-from django.http import Http404
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection
+from django.http import Http404, HttpResponse
 
-import auditlog.outage
+import auditlog.db.request_guard
 from auditlog import errors
-from auditlog.outage import connection_lost
+from auditlog.api import MSG_BODY_TIMEOUT
+from auditlog.db.request_guard import connection_lost
+from auditlog.read_deadline import read_in_time
 
 logger = logging.getLogger(__name__)
 # /healthz needs no database; /readyz must ask it (it has its own bound, auditlog.readiness).
@@ -15,8 +18,9 @@ OWN_DATABASE_HANDLING = frozenset({"/healthz", "/readyz"})
 class ApiErrorMiddleware:
     """Answer every failure under /api/ in the error shape; a database outage anywhere is a 503.
 
-    While a database outage is suspected (auditlog.outage), one request at a time goes to the
-    database and the others answer 503 at once.
+    It also opens and closes each request's database budget and turn (auditlog.db.request_guard):
+    all the waits of a request together are bounded, and while an outage is suspected one
+    request at a time uses the database and the others answer 503 at once.
 
     OperationalError covers SQLite's "database is locked" past the busy timeout, a PostgreSQL
     server that is down or restarting, a connection killed mid-request and psycopg's
@@ -30,21 +34,25 @@ class ApiErrorMiddleware:
     def __call__(self, request):
         if request.path_info in OWN_DATABASE_HANDLING:
             return self.get_response(request)
-        outage = auditlog.outage.database_outage
-        trial = outage.admit()
-        if trial is False:
-            return errors.error_response(errors.unavailable_error())
+        guard = auditlog.db.request_guard.request_guard
+        guard.begin(settings.DATABASE_REQUEST_TIMEOUT)
         request.auditlog_database_failure = None  # or "failed", or "lost" (the connection too)
         try:
+            if not request.path_info.startswith("/api/") and _has_body(request):
+                # Django reads the admin's form bodies itself, blocking, from the CSRF check on:
+                # read them here, within the deadline. (The API reads its own, after the key.)
+                timeout = settings.AUDITLOG_BODY_TIMEOUT
+                if read_in_time(request, timeout, lambda: request.body) is None:
+                    return HttpResponse(MSG_BODY_TIMEOUT.format(seconds=timeout), status=408)
             return self.get_response(request)
         finally:
             failure = request.auditlog_database_failure
-            outage.finished(trial, failed=failure is not None, lost=failure == "lost")
+            guard.end(failed=failure is not None, lost=failure == "lost")
 
     def process_exception(self, request, exception):
         if isinstance(exception, (OperationalError, InterfaceError)):
             logger.error("database unavailable on %s %s: %r", request.method, request.path, exception)
-            request.auditlog_database_failure = "lost" if connection_lost(exception) else "failed"
+            request.auditlog_database_failure = "lost" if connection_lost(connection) else "failed"
             return errors.error_response(errors.unavailable_error())
         if not request.path.startswith("/api/"):
             return None
@@ -54,3 +62,8 @@ class ApiErrorMiddleware:
             return errors.error_response(errors.ApiError(errors.NOT_FOUND, errors.MSG_NOT_FOUND))
         logger.exception("unexpected error on %s %s", request.method, request.path)
         return errors.error_response(errors.ApiError(errors.INTERNAL_ERROR, errors.MSG_INTERNAL))
+
+
+def _has_body(request) -> bool:
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    return length != "0" or "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()

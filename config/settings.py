@@ -96,6 +96,8 @@ DATABASE_LOCK_TIMEOUT = env.float("DATABASE_LOCK_TIMEOUT", default=2.0)
 DATABASE_IDLE_IN_TRANSACTION_TIMEOUT = env.float("DATABASE_IDLE_IN_TRANSACTION_TIMEOUT", default=10.0)
 DATABASE_CLIENT_TIMEOUT = env.float("DATABASE_CLIENT_TIMEOUT", default=DATABASE_STATEMENT_TIMEOUT + 1.0)
 DATABASE_TCP_USER_TIMEOUT = env.float("DATABASE_TCP_USER_TIMEOUT", default=4.0)
+# All the database waits of one request together (the client sending its body not counted).
+DATABASE_REQUEST_TIMEOUT = env.float("DATABASE_REQUEST_TIMEOUT", default=8.0)
 # /readyz answers within this many seconds whatever the database does.
 AUDITLOG_READYZ_TIMEOUT = env.float("AUDITLOG_READYZ_TIMEOUT", default=2.0)
 

@@ -107,3 +107,26 @@ def test_every_thread_held_by_a_slow_upload_is_freed_at_the_deadline(gunicorn_fa
     # uploads frees a thread for the POST after two deadlines (without them, never).
     assert elapsed < 2 * BODY_TIMEOUT + 1.0
     assert statuses == [408] * 8
+
+
+def test_an_admin_form_body_that_trickles_in_gets_408_at_the_deadline(gunicorn_factory):
+    """No key needed to post the admin's login form, and Django reads it from the CSRF check
+    on: without the deadline, 40 such clients stopped the service."""
+    server = gunicorn_factory(AUDITLOG_BODY_TIMEOUT=str(BODY_TIMEOUT))
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    started = time.monotonic()
+    try:
+        sock.sendall(
+            b"POST /admin/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: csrftoken=" + b"a" * 32 + b"\r\n"
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100000\r\n\r\nusername=a"
+        )
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+        elapsed = time.monotonic() - started
+    finally:
+        sock.close()
+
+    assert raw.startswith(b"HTTP/1.1 408 ")
+    assert f"The body did not arrive within {BODY_TIMEOUT:g} s.".encode() in raw
+    assert BODY_TIMEOUT <= elapsed < BODY_TIMEOUT + 1.0

@@ -22,21 +22,26 @@ from django.conf import settings
 from django.db.backends.postgresql import base
 from psycopg import errors
 
+from auditlog.db.request_guard import request_guard
+
 
 class BoundedConnection(psycopg.Connection):
     client_timeout: float | None = None  # seconds; None waits as long as the server takes
 
     def wait(self, gen, interval=psycopg.connection._WAIT_INTERVAL, timeout=None):
-        timeout = self.client_timeout if timeout is None else timeout
+        if timeout is None:
+            timeout = request_guard.wait_bound(self.client_timeout)
         try:
             return super().wait(gen, interval, timeout)
         except errors._WaitTimeout:  # psycopg's documented signal for `timeout` (private name)
             # Whatever the server is doing with this session is unknown now: abandon it, as
             # psycopg does when a cancelled query does not end.
             self.pgconn.finish()
+            bound = (
+                "DATABASE_CLIENT_TIMEOUT" if timeout == self.client_timeout else "DATABASE_REQUEST_TIMEOUT"
+            )
             raise psycopg.OperationalError(
-                f"the database did not answer within {timeout:g} s (DATABASE_CLIENT_TIMEOUT); "
-                "the connection was closed"
+                f"the database did not answer within {timeout:g} s ({bound}); the connection was closed"
             ) from None
 
 
@@ -47,6 +52,10 @@ class DatabaseWrapper(base.DatabaseWrapper):
         # changes it for commands that run long.
         self.client_timeout = settings.DATABASE_CLIENT_TIMEOUT
         self.session_timeouts: dict[str, str] = {}
+
+    def ensure_connection(self):
+        request_guard.enter_database()  # during a suspected outage, one request at a time
+        super().ensure_connection()
 
     def get_new_connection(self, conn_params):
         connection = super().get_new_connection(conn_params)

@@ -37,8 +37,9 @@ class Command(BaseCommand):
         for name, text in FILTERS.items():
             parser.add_argument(f"--{name.replace('_', '-')}", dest=name, help=text)
 
-    # An export streams for as long as the output takes (a pipe to gzip, a slow disk).
-    @command_timeouts(statement=0, lock=5, idle_in_transaction=0)
+    # An export reads in keyset chunks of 2,000, each a short query with no transaction held
+    # between them, so it may stream for as long as the output takes (a pipe to gzip).
+    @command_timeouts(statement=60, lock=5)
     def handle(self, *args, output, **options):
         export_format = options["format"]
         params = QueryDict(mutable=True)

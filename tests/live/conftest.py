@@ -119,11 +119,17 @@ def server_env(**overrides) -> dict[str, str]:
 @pytest.fixture
 def gunicorn_factory(request):
     """Start gunicorn(s) with extra environment; every one is stopped at teardown."""
+    yield from servers_started(request, LiveServer)
+
+
+def servers_started(request, make):
+    """For a fixture: yield start(**env), which starts make(name, server_env(**env)) named
+    after the test; every server started is stopped at teardown."""
     servers = []
 
     def start(**env):
         name = request.node.name.replace("/", "_") + (f"-{len(servers)}" if servers else "")
-        server = LiveServer(name, server_env(**env))
+        server = make(name, server_env(**env))
         servers.append(server)
         return server.start()
 

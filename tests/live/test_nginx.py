@@ -26,7 +26,7 @@ import pytest
 
 from auditlog.models import ActionLog
 from tests.conftest import BATCH_URL, EVENTS_URL, make_event
-from tests.live.conftest import LOG_DIR, ROOT, LiveServer, free_port, server_env
+from tests.live.conftest import LOG_DIR, ROOT, LiveServer, free_port, servers_started
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 
@@ -115,17 +115,7 @@ def alive(pid: int) -> bool:
 @pytest.fixture
 def served(request, nginx_path):
     """Start deploy/serve.py against the test database; every one is stopped at teardown."""
-    servers = []
-
-    def start(**env):
-        name = request.node.name.replace("/", "_") + (f"-{len(servers)}" if servers else "")
-        server = Served(name, nginx_path, server_env(**env))
-        servers.append(server)
-        return server.start()
-
-    yield start
-    for server in servers:
-        server.stop()
+    yield from servers_started(request, lambda name, env: Served(name, nginx_path, env))
 
 
 @pytest.fixture

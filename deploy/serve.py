@@ -20,6 +20,7 @@ import grp
 import http.client
 import os
 import pwd
+import resource
 import shutil
 import signal
 import socket
@@ -65,10 +66,16 @@ def render_config(
     max_body_size: str = "8m",
     server_name: str = DEFAULT_SERVER_NAME,
     user_directive: str = "",
+    open_files: int | None = None,
 ) -> str:
-    """deploy/nginx.conf with its placeholders filled in; every placeholder must be given."""
+    """deploy/nginx.conf with its placeholders filled in; every placeholder must be given.
+    `open_files` (per nginx worker) defaults to 65,536, or this machine's hard limit if lower:
+    a worker that is not root cannot go past it."""
     template = ConfigTemplate(TEMPLATE.read_text())
+    if open_files is None:
+        open_files = min(65536, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
     values = {
+        "OPEN_FILES": str(open_files),
         "LISTEN": listen,
         "UPSTREAM": upstream,
         "RUNTIME_DIR": str(runtime_dir),

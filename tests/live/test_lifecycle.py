@@ -65,7 +65,8 @@ def test_worker_file_descriptors_do_not_grow_over_10000_requests(gunicorn, write
     _, token = writer_key
     workers = gunicorn.worker_pids()
     threads = int(gunicorn.env["GUNICORN_THREADS"])
-    per_connection = 3 if connection.vendor == "sqlite" else 1  # db, -wal, -shm / one socket
+    # db, -wal, -shm and the writer queue's lock file / one socket
+    per_connection = 4 if connection.vendor == "sqlite" else 1
     warm = run_mixed(gunicorn.port, token, clients=16, per_client=40)
     time.sleep(0.5)
     before = open_fds(workers)

@@ -34,7 +34,7 @@ class ApiErrorMiddleware:
     def __call__(self, request):
         if request.path_info in OWN_DATABASE_HANDLING:
             return self.get_response(request)
-        guard = auditlog.db.request_guard.request_guard
+        guard = auditlog.db.request_guard.request_guard  # looked up per call: a forked worker has its own
         guard.begin(settings.DATABASE_REQUEST_TIMEOUT)
         request.auditlog_database_failure = None  # or "failed", or "lost" (the connection too)
         try:

@@ -122,10 +122,11 @@ def parse_json_object(request, body: bytes) -> dict:
     charset = request.content_params.get("charset", "utf-8").lower()
     if request.content_type != "application/json" or charset not in ("utf-8", "utf8"):
         raise errors.ApiError(errors.UNSUPPORTED_MEDIA_TYPE, MSG_MEDIA_TYPE)
+    if json.detect_encoding(body) != "utf-8":  # UTF-16 or 32, or a byte order mark
+        raise errors.ApiError(errors.UNSUPPORTED_MEDIA_TYPE, MSG_MEDIA_TYPE)
     try:
-        # What json.loads does with bytes: detect UTF-8/16/32, keep lone surrogates for the
-        # validation to name.
-        data = _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))
+        # Lone surrogates are kept for the validation to name.
+        data = _DECODER.decode(body.decode("utf-8", "surrogatepass"))
     except (ValueError, RecursionError) as exc:
         raise errors.ApiError(errors.INVALID_JSON, MSG_BAD_JSON.format(detail=exc)) from None
     if not isinstance(data, dict):

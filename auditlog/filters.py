@@ -8,9 +8,11 @@ from auditlog.models import Outcome
 from auditlog.validation import (
     ACTION_RE,
     MSG_DATETIME,
+    MSG_NUL,
     MSG_OUTCOME,
     MSG_UNKNOWN,
     ValidationFailed,
+    datetime_parse,
     msg_too_long,
 )
 
@@ -41,11 +43,7 @@ class EventFilters:
 
 
 def _datetime(value: str) -> datetime | None:
-    try:
-        parsed = datetime.fromisoformat(value.replace(" ", "+"))  # a raw "+" in a URL reads as a space
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
+    return datetime_parse(value.replace(" ", "+"))  # a raw "+" in a URL reads as a space
 
 
 def event_filters_parse(params) -> EventFilters:
@@ -65,6 +63,8 @@ def event_filters_parse(params) -> EventFilters:
             values[name] = get(name)
             if len(values[name]) > limit:
                 errors[name] = [msg_too_long(limit)]
+            elif "\x00" in values[name]:  # PostgreSQL refuses NUL in text
+                errors[name] = [MSG_NUL]
     if (action := get("action")) is not None:
         prefix = action[:-1] if action.endswith(".*") else None
         if not ACTION_RE.fullmatch(prefix or action) or len(action) > 100:
@@ -80,7 +80,7 @@ def event_filters_parse(params) -> EventFilters:
             if values[name] is None:
                 errors[name] = [MSG_DATETIME]
     if (limit := get("limit")) is not None:
-        values["limit"] = int(limit) if limit.isdigit() else 0
+        values["limit"] = int(limit) if limit.isascii() and limit.isdigit() else 0  # not "³"
         if not 1 <= values["limit"] <= MAX_LIMIT:
             errors["limit"] = [MSG_LIMIT]
     if (cursor := get("cursor")) is not None:

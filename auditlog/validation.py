@@ -29,7 +29,8 @@ MSG_ACTION = "Use lowercase letters, digits and _ . : - only, e.g. invoice.delet
 MSG_DATETIME = "Must be an ISO 8601 date-time with a timezone, e.g. 2026-01-31T12:00:00Z."
 MSG_FUTURE = "Must not be more than 5 minutes in the future."
 MSG_OUTCOME = "Must be one of: success, failure."
-MSG_IP = "Must be an IPv4 or IPv6 address."
+MSG_IP = "Must be an IPv4 or IPv6 address (no zone id)."
+MSG_NUMBER_RANGE = "Numbers must be finite and within the range of a double (about 1.8e308)."
 MSG_METADATA_SIZE = f"Must be at most {MAX_METADATA_BYTES} bytes serialized."
 MSG_METADATA_DEPTH = f"Must not nest deeper than {MAX_METADATA_DEPTH} levels."
 MSG_KEY = "Must be 1 to 128 printable ASCII characters."
@@ -150,23 +151,39 @@ def _party(errors: _Errors, path: str, value: Any, spec: dict, *, required: bool
     ]
 
 
+# PostgreSQL refuses a UTC offset of 16 hours or more; no zone in use is beyond 14.
+MAX_UTC_OFFSET = timedelta(hours=16)
+
+
+def datetime_parse(value: Any) -> datetime | None:
+    """An ISO 8601 date-time with a timezone, as UTC; None if it is not one the databases can
+    store (an offset of 16 hours or more, or a time that is out of range once in UTC, such as
+    0001-01-01T00:00:00+05:00)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is None or abs(parsed.utcoffset()) >= MAX_UTC_OFFSET:
+            return None
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+
+
 def _occurred_at(errors: _Errors, value: Any, now: datetime) -> datetime | None:
     if value is None:
         return None
-    try:
-        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
-    except ValueError:
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
+    parsed = datetime_parse(value)
+    if parsed is None:
         errors.add("occurred_at", MSG_DATETIME)
         return None
     if parsed > now + MAX_FUTURE_SKEW:
         errors.add("occurred_at", MSG_FUTURE)
-    return parsed.astimezone(UTC)
+    return parsed
 
 
 def _ip(errors: _Errors, value: Any) -> str | None:
-    if value is None or value == "":
+    if value is None:
         return None
     if isinstance(value, str):
         # Fast path for the common case, an IPv4 address already in canonical form (what
@@ -177,14 +194,21 @@ def _ip(errors: _Errors, value: Any) -> str | None:
         except (OSError, ValueError):
             pass
     try:
-        return str(ipaddress.ip_address(value if isinstance(value, str) else ""))
+        # A zone id (fe80::1%eth0) means something only on the producer's host, and PostgreSQL's
+        # inet refuses it.
+        address = ipaddress.ip_address(value if isinstance(value, str) and "%" not in value else "")
     except ValueError:
         errors.add("context.ip", MSG_IP)
         return None
+    return str(address)
 
 
 # Encoders built once: json.dumps builds one per call when given options.
-metadata_canonical = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode
+# allow_nan=False: a number JSON can carry but no database can store (1e400 parses as inf) is
+# refused here, as the event's own 400, rather than by the database as a 500.
+metadata_canonical = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
+).encode
 _compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
@@ -196,7 +220,11 @@ def _metadata(errors: _Errors, value: Any) -> tuple[dict, str]:
     if not isinstance(value, dict):
         errors.add("metadata", MSG_NOT_OBJECT)
         return {}, "{}"
-    serialized = metadata_canonical(value)
+    try:
+        serialized = metadata_canonical(value)
+    except ValueError:
+        errors.add("metadata", MSG_NUMBER_RANGE)
+        return {}, "{}"
     try:
         size = len(serialized.encode("utf-8"))
     except UnicodeEncodeError:
@@ -270,7 +298,7 @@ def event_validate(data: Any, *, header_key: str | None = None, now: datetime | 
     outcome = body.get("outcome")
     if outcome is None:
         outcome = Outcome.SUCCESS.value
-    elif outcome not in _OUTCOMES:
+    elif not isinstance(outcome, str) or outcome not in _OUTCOMES:
         errors.add("outcome", MSG_OUTCOME)
     context = _object(errors, "context", body.get("context"), _CONTEXT_FIELDS)
     ip_address = _ip(errors, context.get("ip"))

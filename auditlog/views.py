@@ -106,6 +106,7 @@ events_batch = api_route(POST=event_batch_view)
 event_detail = api_route(GET=event_detail_view)
 
 
+@csrf_exempt  # a POST to an unknown API path is a JSON 404, never the CSRF failure page
 def api_not_found(request, *args, **kwargs):
     raise errors.ApiError(errors.NOT_FOUND, errors.MSG_NOT_FOUND)
 

@@ -38,13 +38,17 @@ class ApiErrorMiddleware:
         guard.begin(settings.DATABASE_REQUEST_TIMEOUT)
         request.auditlog_database_failure = None  # or "failed", or "lost" (the connection too)
         try:
-            if not request.path_info.startswith("/api/") and _has_body(request):
+            api = request.path_info.startswith("/api/")
+            if not api and _has_body(request):
                 # Django reads the admin's form bodies itself, blocking, from the CSRF check on:
                 # read them here, within the deadline. (The API reads its own, after the key.)
                 timeout = settings.AUDITLOG_BODY_TIMEOUT
                 if read_in_time(request, timeout, lambda: request.body) is None:
                     return HttpResponse(MSG_BODY_TIMEOUT.format(seconds=timeout), status=408)
-            return self.get_response(request)
+            response = self.get_response(request)
+            if api:
+                response["Cache-Control"] = "no-store"  # audit events and errors: never cached
+            return response
         finally:
             failure = request.auditlog_database_failure
             guard.end(failed=failure is not None, lost=failure == "lost")

@@ -73,8 +73,21 @@ class ValidationFailed(Exception):
         self.fields = fields
 
 
+# What one event's errors may add up to: a body of a million unknown keys, or of one key a
+# megabyte long, must not turn into an error response larger than itself.
+MAX_FIELD_ERRORS = 20
+MAX_FIELD_NAME = 100
+FIELD_MORE = "..."
+MSG_MORE_ERRORS = "More errors not shown."
+
+
 class _Errors(dict):
     def add(self, path: str, message: str) -> None:
+        if len(path) > MAX_FIELD_NAME:
+            path = path[:MAX_FIELD_NAME] + FIELD_MORE
+        if path not in self and len(self) >= MAX_FIELD_ERRORS:
+            self[FIELD_MORE] = [MSG_MORE_ERRORS]
+            return
         self.setdefault(path, []).append(message)
 
 

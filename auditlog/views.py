@@ -20,6 +20,8 @@ from auditlog.validation import ValidationFailed, event_validate
 MSG_BATCH_EVENTS = "Must be a list of 1 to {limit} events."
 MSG_BATCH_HEADER = "Idempotency-Key does not apply to a batch; set idempotency_key on each event."
 MSG_BATCH_FIELDS = 'A batch is {"events": [...]} and nothing else.'
+# Invalid events of a batch whose errors name their fields; the rest say only that they are invalid.
+MAX_DETAILED_ITEMS = 100
 
 
 def _ack(event: ActionLog, timestamps: dict) -> dict:
@@ -66,12 +68,17 @@ def event_batch_view(request, api_key, body):
         raise errors.ApiError(errors.VALIDATION_ERROR, MSG_BATCH_HEADER)
 
     results, valid, positions, now = [None] * len(items), [], [], timezone.now()
+    invalid = 0
     for index, item in enumerate(items):
         try:
             valid.append(event_validate(item, now=now))
             positions.append(index)
         except ValidationFailed as failure:
-            results[index] = {"index": index, "status": 400, "error": _invalid(failure).as_dict()}
+            invalid += 1
+            error = _invalid(failure).as_dict()
+            if invalid > MAX_DETAILED_ITEMS:  # the answer stays small whatever the batch
+                del error["fields"]
+            results[index] = {"index": index, "status": 400, "error": error}
     outcomes = events_create_batch(source=api_key, events=valid) if valid else []
     timestamps = {}
     for index, outcome in zip(positions, outcomes, strict=True):

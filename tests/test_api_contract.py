@@ -8,7 +8,16 @@ from django.test import Client
 
 from auditlog import errors
 from auditlog.models import ActionLog
-from auditlog.validation import MSG_DATETIME, MSG_IP, MSG_NUMBER_RANGE, MSG_OUTCOME
+from auditlog.validation import (
+    FIELD_MORE,
+    MAX_FIELD_ERRORS,
+    MAX_FIELD_NAME,
+    MSG_DATETIME,
+    MSG_IP,
+    MSG_MORE_ERRORS,
+    MSG_NUMBER_RANGE,
+    MSG_OUTCOME,
+)
 from tests.conftest import BATCH_URL, EVENTS_URL, make_event
 
 pytestmark = pytest.mark.django_db
@@ -108,3 +117,31 @@ def test_a_body_not_in_plain_utf8_is_a_415(api, encoding):
     assert response.status_code == 415
     assert response.json()["error"]["code"] == errors.UNSUPPORTED_MEDIA_TYPE
     assert not ActionLog.objects.exists()
+
+
+def test_api_answers_are_never_cached(api):
+    assert api.post(EVENTS_URL, make_event())["Cache-Control"] == "no-store"
+    assert api.get(EVENTS_URL)["Cache-Control"] == "no-store"
+    assert api.post(EVENTS_URL, "{")["Cache-Control"] == "no-store"  # errors too
+
+
+def test_the_field_errors_of_one_event_are_capped(api):
+    event = make_event(**{f"unknown_{n}": n for n in range(2000)}, **{"x" * 10_000: 1})  # < 64 KiB
+
+    response = api.post(EVENTS_URL, event)
+
+    fields = response.json()["error"]["fields"]
+    assert response.status_code == 400
+    assert len(fields) == MAX_FIELD_ERRORS + 1
+    assert fields[FIELD_MORE] == [MSG_MORE_ERRORS]
+    assert max(len(name) for name in fields) <= MAX_FIELD_NAME + len(FIELD_MORE)
+    assert len(response.content) < 4096
+
+
+def test_a_batch_names_the_fields_of_its_first_100_invalid_events_only(api):
+    response = api.post(BATCH_URL, {"events": [{"bogus": n} for n in range(1000)]})
+
+    results = response.json()["results"]
+    assert [("fields" in result["error"]) for result in results] == [True] * 100 + [False] * 900
+    assert {result["error"]["code"] for result in results} == {errors.VALIDATION_ERROR}
+    assert len(response.content) < 200_000

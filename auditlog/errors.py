@@ -3,6 +3,7 @@
 from django.conf import settings
 from django.http import JsonResponse
 
+BAD_REQUEST = "bad_request"
 INVALID_JSON = "invalid_json"
 VALIDATION_ERROR = "validation_error"
 UNAUTHORIZED = "unauthorized"
@@ -17,6 +18,7 @@ SERVICE_UNAVAILABLE = "service_unavailable"
 INTERNAL_ERROR = "internal_error"
 
 STATUS = {
+    BAD_REQUEST: 400,
     INVALID_JSON: 400,
     VALIDATION_ERROR: 400,
     UNAUTHORIZED: 401,
@@ -32,6 +34,8 @@ STATUS = {
 }
 
 MSG_NOT_FOUND = "No such resource."
+MSG_BAD_REQUEST = "The request is malformed (an unknown Host, or a header Django refuses)."
+MSG_FORBIDDEN = "Forbidden."
 MSG_INTERNAL = (
     "Internal error. The request was not acknowledged; retrying with the same idempotency key is safe."
 )

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import OperationalError, connection
 from django.http import JsonResponse
 from django.utils import timezone
+from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
 from auditlog import errors
@@ -136,3 +137,22 @@ def bench_empty(request):
     return JsonResponse(
         {"id": "00000000-0000-0000-0000-000000000000", "received_at": timezone.now()}, status=201
     )
+
+
+# Django's own error views (config/urls.py handler400 ...), for what fails before a view runs:
+# under /api/ they answer in the error shape too, never HTML.
+
+
+def _api_or(default, code: str, message: str):
+    def handler(request, *args, **kwargs):
+        if request.path_info.startswith("/api/"):
+            return errors.error_response(errors.ApiError(code, message))
+        return default(request, *args, **kwargs)
+
+    return handler
+
+
+bad_request = _api_or(defaults.bad_request, errors.BAD_REQUEST, errors.MSG_BAD_REQUEST)
+permission_denied = _api_or(defaults.permission_denied, errors.FORBIDDEN, errors.MSG_FORBIDDEN)
+page_not_found = _api_or(defaults.page_not_found, errors.NOT_FOUND, errors.MSG_NOT_FOUND)
+server_error = _api_or(defaults.server_error, errors.INTERNAL_ERROR, errors.MSG_INTERNAL)

@@ -12,5 +12,11 @@ urlpatterns = [
     path("admin/", admin.site.urls),
 ]
 
+# Under /api/ even what fails before a view runs (an unknown Host ...) answers in JSON.
+handler400 = "auditlog.views.bad_request"
+handler403 = "auditlog.views.permission_denied"
+handler404 = "auditlog.views.page_not_found"
+handler500 = "auditlog.views.server_error"
+
 if settings.AUDITLOG_BENCH_ENDPOINT:  # `make bench` only: the same stack with no database work
     urlpatterns.insert(0, path("bench/empty", views.bench_empty))

@@ -145,3 +145,18 @@ def test_a_batch_names_the_fields_of_its_first_100_invalid_events_only(api):
     assert [("fields" in result["error"]) for result in results] == [True] * 100 + [False] * 900
     assert {result["error"]["code"] for result in results} == {errors.VALIDATION_ERROR}
     assert len(response.content) < 200_000
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_an_unknown_host_under_api_is_a_json_400(client, method):
+    response = getattr(client, method)(EVENTS_URL, HTTP_HOST="evil.example")
+
+    assert response.status_code == 400
+    assert response.json() == {"error": {"code": errors.BAD_REQUEST, "message": errors.MSG_BAD_REQUEST}}
+
+
+def test_an_unknown_host_outside_api_keeps_django_s_page(client):
+    response = client.get("/admin/", HTTP_HOST="evil.example")
+
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("text/html")

@@ -1,9 +1,10 @@
 """Turn query parameters into clean event filters or field errors (same messages as events)."""
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
-from auditlog.cursor import InvalidCursor, cursor_decode
+from auditlog.cursor import CursorOfAnotherList, InvalidCursor, cursor_decode
 from auditlog.models import Outcome
 from auditlog.validation import (
     ACTION_RE,
@@ -20,6 +21,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 MSG_LIMIT = f"Must be an integer from 1 to {MAX_LIMIT}."
 MSG_CURSOR = "Not a cursor this service issued; pass next_cursor back unchanged."
+MSG_CURSOR_FILTERS = "This cursor belongs to a list with other filters; start again without a cursor."
 MSG_ACTION_FILTER = "Use an exact action (invoice.delete) or a prefix ending in .* (invoice.*)."
 MSG_INVALID_FILTERS = "Invalid query parameters; see fields."
 MSG_REPEATED = "Give this parameter once."
@@ -40,6 +42,26 @@ class EventFilters:
     until: datetime | None = None
     limit: int = DEFAULT_LIMIT
     after: tuple[datetime, int] | None = None  # the cursor's position
+    scope: str = ""  # the filters above but limit and after, as cursors are bound to them
+
+
+# The filters a cursor is bound to: the page size may change between pages, the list may not.
+_SCOPED = (
+    "actor_id",
+    "actor_type",
+    "action",
+    "action_prefix",
+    "target_type",
+    "target_id",
+    "outcome",
+    "since",
+    "until",
+)
+
+
+def _scope(values: dict) -> str:
+    named = [f"{name}={values[name]!r}" for name in _SCOPED if values.get(name) is not None]
+    return hashlib.sha256("&".join(named).encode()).hexdigest()[:16] if named else ""
 
 
 def _datetime(value: str) -> datetime | None:
@@ -83,9 +105,12 @@ def event_filters_parse(params) -> EventFilters:
         values["limit"] = int(limit) if limit.isascii() and limit.isdigit() else 0  # not "³"
         if not 1 <= values["limit"] <= MAX_LIMIT:
             errors["limit"] = [MSG_LIMIT]
+    values["scope"] = _scope(values)
     if (cursor := get("cursor")) is not None:
         try:
-            values["after"] = cursor_decode(cursor)
+            values["after"] = cursor_decode(cursor, values["scope"])
+        except CursorOfAnotherList:
+            errors["cursor"] = [MSG_CURSOR_FILTERS]
         except InvalidCursor:
             errors["cursor"] = [MSG_CURSOR]
     if errors:

@@ -97,7 +97,7 @@ def event_list_view(request, api_key):
     except ValidationFailed as failure:
         raise _invalid(failure) from None
     page, after = event_list(filters)
-    next_cursor = cursor_encode(*after) if after else None
+    next_cursor = cursor_encode(*after, filters.scope) if after else None
     return JsonResponse({"results": [event_as_dict(event) for event in page], "next_cursor": next_cursor})
 
 

@@ -6,7 +6,7 @@ import json
 import pytest
 from django.test import Client
 
-from auditlog import errors
+from auditlog import errors, filters
 from auditlog.models import ActionLog
 from auditlog.validation import (
     FIELD_MORE,
@@ -160,3 +160,19 @@ def test_an_unknown_host_outside_api_keeps_django_s_page(client):
 
     assert response.status_code == 400
     assert response["Content-Type"].startswith("text/html")
+
+
+def test_a_cursor_pages_only_through_the_list_it_came_from(api):
+    for n in range(3):
+        assert api.post(EVENTS_URL, make_event(idempotency_key=f"k{n}")).status_code == 201
+    cursor = api.get(EVENTS_URL, actor_id="42", limit=1).json()["next_cursor"]
+
+    other_list = api.get(EVENTS_URL, actor_id="43", cursor=cursor)
+    unfiltered = api.get(EVENTS_URL, cursor=cursor)
+    other_page_size = api.get(EVENTS_URL, actor_id="42", limit=2, cursor=cursor)
+
+    for response in (other_list, unfiltered):
+        assert response.status_code == 400
+        assert response.json()["error"]["fields"] == {"cursor": [filters.MSG_CURSOR_FILTERS]}
+    assert other_page_size.status_code == 200
+    assert len(other_page_size.json()["results"]) == 2

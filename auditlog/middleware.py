@@ -4,10 +4,9 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from django.http import Http404, HttpResponse
 
-import auditlog.db.request_guard
 from auditlog import errors
 from auditlog.api import MSG_BODY_TIMEOUT
-from auditlog.db.request_guard import connection_lost
+from auditlog.db.request_guard import connection_lost, request_guard
 from auditlog.read_deadline import read_in_time
 
 logger = logging.getLogger(__name__)
@@ -34,8 +33,7 @@ class ApiErrorMiddleware:
     def __call__(self, request):
         if request.path_info in OWN_DATABASE_HANDLING:
             return self.get_response(request)
-        guard = auditlog.db.request_guard.request_guard  # looked up per call: a forked worker has its own
-        guard.begin(settings.DATABASE_REQUEST_TIMEOUT)
+        request_guard.begin(settings.DATABASE_REQUEST_TIMEOUT)
         request.auditlog_database_failure = None  # or "failed", or "lost" (the connection too)
         try:
             api = request.path_info.startswith("/api/")
@@ -51,7 +49,7 @@ class ApiErrorMiddleware:
             return response
         finally:
             failure = request.auditlog_database_failure
-            guard.end(failed=failure is not None, lost=failure == "lost")
+            request_guard.end(failed=failure is not None, lost=failure == "lost")
 
     def process_exception(self, request, exception):
         if isinstance(exception, (OperationalError, InterfaceError)):

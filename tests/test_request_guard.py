@@ -105,3 +105,25 @@ def test_a_connection_lost_at_once_is_no_outage():
     guard.end(failed=True, lost=True)
 
     assert not guard.suspected
+
+
+def test_after_a_fork_the_guard_every_module_imported_starts_afresh():
+    from auditlog.db import request_guard as module
+    from auditlog.db.postgresql import base
+
+    guard = module.request_guard
+    guard.begin(8)
+    guard.extend(-SLOW_LOSS_SECONDS)
+    guard.end(failed=True, lost=True)
+    guard.begin(8)
+    guard.enter_database()  # holds the turn
+    try:
+        module._forget_after_fork()
+
+        assert base.request_guard is module.request_guard is guard
+        assert not guard.suspected
+        guard.begin(8)
+        guard.enter_database()
+    finally:
+        guard.end(failed=False, lost=False)
+        module._forget_after_fork()

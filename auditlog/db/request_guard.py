@@ -104,8 +104,9 @@ request_guard = RequestGuard()
 
 
 def _forget_after_fork() -> None:
-    global request_guard
-    request_guard = RequestGuard()
+    """In place, so every module that imported request_guard sees the child's state: a turn
+    held by a thread at the fork would otherwise stay held in a child without that thread."""
+    request_guard.__init__()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)

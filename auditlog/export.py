@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 from collections.abc import Iterable, Iterator
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -29,13 +30,25 @@ CSV_COLUMNS = (
     "idempotency_key",
     "source",
 )
-# A spreadsheet runs a cell that starts with one of these as a formula (OWASP "CSV injection").
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet runs a cell as a formula (OWASP "CSV injection") when it starts, past any spaces
+# and quotes, with = + - @, or when it starts with a tab or carriage return.
+LEADING_FORMULA = re.compile(r'[\t\r]|[\s"]*[=+\-@]')
+# Every cell is quoted, so a comma inside one never splits it. A spreadsheet that splits on `;`
+# or tab (the list separator of many locales) ignores the quotes, though: it starts a cell after
+# any `;`, tab or line break inside a value. A formula character there gets a `'` too (in
+# metadata, JSON's own escape, so that it stays the same JSON).
+SEPARATED_FORMULA = re.compile(r'([;\t\r\n][\s"]*)([=+\-@])')
 
 
 def csv_cell(value) -> str:
     text = "" if value is None else value.isoformat() if hasattr(value, "isoformat") else str(value)
-    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
+    text = SEPARATED_FORMULA.sub(r"\1'\2", text)
+    return f"'{text}" if LEADING_FORMULA.match(text) else text
+
+
+def csv_json_cell(value) -> str:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return csv_cell(SEPARATED_FORMULA.sub(lambda match: f"{match[1]}\\u{ord(match[2]):04x}", text))
 
 
 class _Line:
@@ -46,31 +59,30 @@ class _Line:
 
 
 def events_csv_lines(events: Iterable[ActionLog]) -> Iterator[str]:
-    writer = csv.writer(_Line())
+    writer = csv.writer(_Line(), quoting=csv.QUOTE_ALL)
     yield writer.writerow(CSV_COLUMNS)
     for event in events:
-        metadata = json.dumps(event.metadata, ensure_ascii=False, separators=(",", ":"))
+        texts = (
+            event.uuid,
+            event.occurred_at,
+            event.received_at,
+            event.action,
+            event.actor_id,
+            event.actor_type,
+            event.actor_name,
+            event.target_type,
+            event.target_id,
+            event.target_name,
+            event.outcome,
+            event.ip_address,
+            event.user_agent,
+        )
         yield writer.writerow(
             [
-                csv_cell(value)
-                for value in (
-                    event.uuid,
-                    event.occurred_at,
-                    event.received_at,
-                    event.action,
-                    event.actor_id,
-                    event.actor_type,
-                    event.actor_name,
-                    event.target_type,
-                    event.target_id,
-                    event.target_name,
-                    event.outcome,
-                    event.ip_address,
-                    event.user_agent,
-                    metadata,
-                    event.idempotency_key,
-                    event.source.name,
-                )
+                *(csv_cell(value) for value in texts),
+                csv_json_cell(event.metadata),
+                csv_cell(event.idempotency_key),
+                csv_cell(event.source.name),
             ]
         )
 

@@ -2,8 +2,10 @@
 
 import functools
 import json
+import threading
 
 from django.conf import settings
+from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from auditlog import errors
@@ -11,6 +13,7 @@ from auditlog.connections import pooled_connection_release
 from auditlog.read_deadline import read_in_time
 from auditlog.selectors import api_key_get_by_token
 from auditlog.services import api_key_touch
+from auditlog.validation import DuplicateKeys
 
 MSG_NO_TOKEN = "Send an API key as `Authorization: Bearer <token>`."
 MSG_BAD_TOKEN = "The API key is invalid or revoked."
@@ -25,17 +28,25 @@ MSG_NOT_OBJECT = "The body must be a JSON object."
 def api_route(**handlers):
     """One view per path that dispatches on the method: a missing one is a JSON 405.
 
-    The API authenticates each request by bearer token and never by cookie, so there is no
-    ambient credential for a cross-site request to ride on: it is exempt from CSRF on purpose.
+    HEAD is answered as GET is (the server drops the body), and OPTIONS, without a key, with
+    the methods in `Allow` and in a JSON body. The API authenticates each request by bearer
+    token and never by cookie, so there is no ambient credential for a cross-site request to
+    ride on: it is exempt from CSRF on purpose.
     """
+    if "GET" in handlers:
+        handlers["HEAD"] = handlers["GET"]
+    allowed = ", ".join([*handlers, "OPTIONS"])
 
     @csrf_exempt
     def view(request, *args, **kwargs):
         handler = handlers.get(request.method)
-        if handler is None:
-            allowed = ", ".join(handlers)
-            raise errors.ApiError(errors.METHOD_NOT_ALLOWED, f"Use {allowed}.", headers={"Allow": allowed})
-        return handler(request, *args, **kwargs)
+        if handler is not None:
+            return handler(request, *args, **kwargs)
+        if request.method == "OPTIONS":
+            response = JsonResponse({"allow": allowed.split(", ")})
+            response["Allow"] = allowed
+            return response
+        raise errors.ApiError(errors.METHOD_NOT_ALLOWED, f"Use {allowed}.", headers={"Allow": allowed})
 
     return view
 
@@ -87,9 +98,22 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not allowed")
 
 
+_parsing = threading.local()
+
+
+def _object_from_pairs(pairs: list) -> dict:
+    """Build a JSON object; one that repeats a key becomes a DuplicateKeys, which validation
+    refuses where it is, and the decode is marked as having one."""
+    data = dict(pairs)
+    if len(data) == len(pairs):
+        return data
+    _parsing.duplicates = True
+    return DuplicateKeys(pairs)
+
+
 # NaN and Infinity are not JSON, and PostgreSQL's jsonb would refuse them later. One decoder
 # for every request: json.loads builds a new one per call when given options.
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_object_from_pairs)
 
 
 def read_body(request, max_bytes: int) -> bytes:
@@ -117,13 +141,15 @@ def read_body(request, max_bytes: int) -> bytes:
     return body
 
 
-def parse_json_object(request, body: bytes) -> dict:
-    """Return the body as a dict, or raise the matching 415 / 400 ApiError."""
+def parse_json_object(request, body: bytes) -> tuple[dict, bool]:
+    """Return the body as a dict, and whether it repeats a key in any object (as
+    event_validate's `duplicates`), or raise the matching 415 / 400 ApiError."""
     charset = request.content_params.get("charset", "utf-8").lower()
     if request.content_type != "application/json" or charset not in ("utf-8", "utf8"):
         raise errors.ApiError(errors.UNSUPPORTED_MEDIA_TYPE, MSG_MEDIA_TYPE)
     if json.detect_encoding(body) != "utf-8":  # UTF-16 or 32, or a byte order mark
         raise errors.ApiError(errors.UNSUPPORTED_MEDIA_TYPE, MSG_MEDIA_TYPE)
+    _parsing.duplicates = False
     try:
         # Lone surrogates are kept for the validation to name.
         data = _DECODER.decode(body.decode("utf-8", "surrogatepass"))
@@ -131,4 +157,4 @@ def parse_json_object(request, body: bytes) -> dict:
         raise errors.ApiError(errors.INVALID_JSON, MSG_BAD_JSON.format(detail=exc)) from None
     if not isinstance(data, dict):
         raise errors.ApiError(errors.INVALID_JSON, MSG_NOT_OBJECT)
-    return data
+    return data, _parsing.duplicates

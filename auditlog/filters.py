@@ -1,13 +1,16 @@
 """Turn query parameters into clean event filters or field errors (same messages as events)."""
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from auditlog.cursor import CursorOfAnotherList, InvalidCursor, cursor_decode
 from auditlog.models import Outcome
 from auditlog.validation import (
-    ACTION_RE,
+    ACTION_CHARS,
+    MAX_ACTION,
+    MSG_BLANK,
     MSG_DATETIME,
     MSG_NUL,
     MSG_OUTCOME,
@@ -26,7 +29,9 @@ MSG_ACTION_FILTER = "Use an exact action (invoice.delete) or a prefix ending in 
 MSG_INVALID_FILTERS = "Invalid query parameters; see fields."
 MSG_REPEATED = "Give this parameter once."
 
-_TEXT_FILTERS = {"actor_id": 255, "actor_type": 64, "target_type": 64, "target_id": 255}
+# An exact action, or a prefix ending in ".*": "invoice.*" is every action that starts "invoice.".
+ACTION_FILTER_RE = re.compile(rf"{ACTION_CHARS}+|{ACTION_CHARS}*\.\*")
+TEXT_FILTERS = {"actor_id": 255, "actor_type": 64, "target_type": 64, "target_id": 255}
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +77,7 @@ def event_filters_parse(params) -> EventFilters:
     """Parse a QueryDict; raise ValidationFailed naming every bad parameter."""
     errors: dict[str, list[str]] = {}
     values: dict = {}
-    allowed = set(_TEXT_FILTERS) | {"action", "outcome", "since", "until", "limit", "cursor"}
+    allowed = set(TEXT_FILTERS) | {"action", "outcome", "since", "until", "limit", "cursor"}
     for name in params:
         if name not in allowed:
             errors[name] = [MSG_UNKNOWN]
@@ -80,16 +85,18 @@ def event_filters_parse(params) -> EventFilters:
             errors[name] = [MSG_REPEATED]
     get = params.get
 
-    for name, limit in _TEXT_FILTERS.items():
+    for name, limit in TEXT_FILTERS.items():
         if get(name) is not None:
             values[name] = get(name)
-            if len(values[name]) > limit:
+            if not values[name]:  # `?actor_id=` is a mistake, not a filter on the empty id
+                errors[name] = [MSG_BLANK]
+            elif len(values[name]) > limit:
                 errors[name] = [msg_too_long(limit)]
             elif "\x00" in values[name]:  # PostgreSQL refuses NUL in text
                 errors[name] = [MSG_NUL]
     if (action := get("action")) is not None:
         prefix = action[:-1] if action.endswith(".*") else None
-        if not ACTION_RE.fullmatch(prefix or action) or len(action) > 100:
+        if not ACTION_FILTER_RE.fullmatch(action) or len(action) > MAX_ACTION:
             errors["action"] = [MSG_ACTION_FILTER]
         values["action_prefix" if prefix else "action"] = prefix or action
     if (outcome := get("outcome")) is not None:

@@ -16,7 +16,13 @@ MAX_METADATA_BYTES = 16 * 1024
 MAX_METADATA_DEPTH = 32
 NUL_ESCAPE = "\\u0000"
 MAX_FUTURE_SKEW = timedelta(minutes=5)
-ACTION_RE = re.compile(r"[a-z0-9_.:-]+")
+MAX_ACTION = 100
+ACTION_CHARS = "[a-z0-9_.:-]"
+ACTION_RE = re.compile(f"{ACTION_CHARS}+")
+MAX_USER_AGENT = 512
+KEY_RE = re.compile(r"[\x20-\x7e]{1,128}")  # printable ASCII
+# What ids given as JSON integers may be: a 64-bit signed integer, as most databases' ids are.
+MIN_INT_ID, MAX_INT_ID = -(2**63), 2**63 - 1
 
 MSG_REQUIRED = "This field is required."
 MSG_UNKNOWN = "Unknown field."
@@ -26,7 +32,10 @@ MSG_BLANK = "Must not be blank."
 MSG_NUL = "Must not contain NUL characters."
 MSG_SURROGATE = "Must be valid Unicode text."
 MSG_ACTION = "Use lowercase letters, digits and _ . : - only, e.g. invoice.delete."
-MSG_DATETIME = "Must be an ISO 8601 date-time with a timezone, e.g. 2026-01-31T12:00:00Z."
+MSG_DATETIME = (
+    "Must be an RFC 3339 date-time from the year 1970, e.g. 2026-01-31T12:00:00Z or "
+    "2026-01-31T13:00:00.250+01:00."
+)
 MSG_FUTURE = "Must not be more than 5 minutes in the future."
 MSG_OUTCOME = "Must be one of: success, failure."
 MSG_IP = "Must be an IPv4 or IPv6 address (no zone id)."
@@ -34,6 +43,9 @@ MSG_NUMBER_RANGE = "Numbers must be finite and within the range of a double (abo
 MSG_METADATA_SIZE = f"Must be at most {MAX_METADATA_BYTES} bytes serialized."
 MSG_METADATA_DEPTH = f"Must not nest deeper than {MAX_METADATA_DEPTH} levels."
 MSG_KEY = "Must be 1 to 128 printable ASCII characters."
+MSG_INTEGER_RANGE = "Integers must fit in 64 bits; send a larger id as a string."
+MSG_DUPLICATE = "Given more than once in the same object."
+MSG_DUPLICATE_METADATA = "An object in it gives a key more than once."
 MSG_KEY_MISMATCH = "Differs from the Idempotency-Key header."
 
 
@@ -64,6 +76,18 @@ class EventInput(NamedTuple):
 
 MSG_INVALID_EVENT = "The event is invalid; see fields."
 MSG_EVENT_NOT_OBJECT = "An event must be a JSON object."
+
+
+class DuplicateKeys(dict):
+    """A JSON object that gave a key more than once (it holds the last value): refused where it
+    is, as the event's own 400, since the stored event must mean one thing. `names`: those keys."""
+
+    __slots__ = ("names",)
+
+    def __init__(self, pairs: list):
+        super().__init__(pairs)
+        seen: set = set()
+        self.names = list(dict.fromkeys(name for name, _ in pairs if name in seen or seen.add(name)))
 
 
 class ValidationFailed(Exception):
@@ -118,7 +142,10 @@ def _text(errors: _Errors, path: str, value: Any, limit: int, *, required=False,
         if required:
             errors.add(path, MSG_REQUIRED if value is None else MSG_BLANK)
         return ""
-    if allow_int and type(value) is int:
+    if allow_int and type(value) is int:  # never a bool
+        if not MIN_INT_ID <= value <= MAX_INT_ID:
+            errors.add(path, MSG_INTEGER_RANGE)
+            return ""
         value = str(value)
     if not isinstance(value, str):
         errors.add(path, MSG_NOT_STRING)
@@ -146,6 +173,9 @@ def _object(errors: _Errors, path: str, value: Any, allowed: frozenset | dict) -
     if not isinstance(value, dict):
         errors.add(path, MSG_NOT_OBJECT)
         return {}
+    if type(value) is DuplicateKeys:
+        for name in value.names:
+            errors.add(f"{path}.{name}" if path else name, MSG_DUPLICATE)
     if not value.keys() <= allowed:  # no set is built when every key is known
         for name in value.keys() - allowed:
             errors.add(f"{path}.{name}" if path else name, MSG_UNKNOWN)
@@ -164,23 +194,43 @@ def _party(errors: _Errors, path: str, value: Any, spec: dict, *, required: bool
     ]
 
 
-# PostgreSQL refuses a UTC offset of 16 hours or more; no zone in use is beyond 14.
-MAX_UTC_OFFSET = timedelta(hours=16)
+# The date-time grammar of RFC 3339 (section 5.6), "T" and "Z" in either case as it allows, with
+# two limits: the year as written is 1970 or later, and seconds stop at 59 (a leap second has no
+# representation here). Written for both Python and the OpenAPI document's ECMA-262 `pattern`:
+# [0-9], never \d (Python's \d matches every Unicode digit).
+DATETIME_RE = re.compile(
+    r"(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
+    r"[Tt]([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9])(\.[0-9]+)?"
+    r"([Zz]|([+-])([01][0-9]|2[0-3]):([0-5][0-9]))"
+)
+# Past the end of the calendar once in UTC (9999-12-31T23:00:00-05:00): later than any time.
+END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 
 
 def datetime_parse(value: Any) -> datetime | None:
-    """An ISO 8601 date-time with a timezone, as UTC; None if it is not one the databases can
-    store (an offset of 16 hours or more, or a time that is out of range once in UTC, such as
-    0001-01-01T00:00:00+05:00)."""
-    if not isinstance(value, str):
+    """An RFC 3339 date-time (DATETIME_RE, a real calendar date) as UTC, or None.
+
+    The UTC offset is applied here, so the databases only ever see UTC: any offset RFC 3339
+    allows works on both. A time that would fall after the year 9999 once in UTC is
+    END_OF_TIME; one before the year 1 cannot be written (the year is 1970 or later).
+    """
+    match = DATETIME_RE.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        return None
+    year, month, day, hour, minute, second, fraction, zone, sign, zone_hours, zone_minutes = match.groups()
+    offset = timedelta()
+    if zone not in ("Z", "z"):
+        offset = timedelta(hours=int(zone_hours), minutes=int(zone_minutes))
+        offset = -offset if sign == "-" else offset
+    microsecond = int(fraction[1:7].ljust(6, "0")) if fraction else 0  # further digits dropped
+    try:
+        local = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), microsecond)
+    except ValueError:  # 2026-02-30
         return None
     try:
-        parsed = datetime.fromisoformat(value)
-        if parsed.tzinfo is None or abs(parsed.utcoffset()) >= MAX_UTC_OFFSET:
-            return None
-        return parsed.astimezone(UTC)
-    except (ValueError, OverflowError):
-        return None
+        return (local - offset).replace(tzinfo=UTC)
+    except OverflowError:
+        return END_OF_TIME
 
 
 def _occurred_at(errors: _Errors, value: Any, now: datetime) -> datetime | None:
@@ -225,9 +275,10 @@ metadata_canonical = json.JSONEncoder(
 _compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def _metadata(errors: _Errors, value: Any) -> tuple[dict, str]:
+def _metadata(errors: _Errors, value: Any, duplicates: bool) -> tuple[dict, str]:
     """Return the metadata and its canonical JSON (sorted keys, compact): serialized once, then
-    used for the size limit, the payload hash and storage."""
+    used for the size limit, the payload hash and storage. `duplicates`: the body repeated a key
+    somewhere, so the walk looks for it here too."""
     if value is None:
         return {}, "{}"
     if not isinstance(value, dict):
@@ -245,7 +296,9 @@ def _metadata(errors: _Errors, value: Any) -> tuple[dict, str]:
         return {}, "{}"
     # Walk only where the text could hide a NUL (serialized as \u0000) or too deep a nesting.
     could_hide = (
-        NUL_ESCAPE in serialized or serialized.count("{") + serialized.count("[") > MAX_METADATA_DEPTH
+        duplicates
+        or NUL_ESCAPE in serialized
+        or serialized.count("{") + serialized.count("[") > MAX_METADATA_DEPTH
     )
     if could_hide and (problem := _metadata_problem(value)):
         errors.add("metadata", problem)
@@ -256,12 +309,15 @@ def _metadata(errors: _Errors, value: Any) -> tuple[dict, str]:
 
 
 def _metadata_problem(value: dict) -> str | None:
-    """Walk without recursion: NUL (PostgreSQL's jsonb rejects it), lone surrogates, depth."""
+    """Walk without recursion: NUL (PostgreSQL's jsonb rejects it), lone surrogates, depth,
+    repeated keys."""
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
         if depth > MAX_METADATA_DEPTH:
             return MSG_METADATA_DEPTH
+        if type(node) is DuplicateKeys:
+            return MSG_DUPLICATE_METADATA
         if isinstance(node, dict):
             children = list(node.values())
             strings = node.keys()
@@ -282,7 +338,7 @@ def _idempotency_key(errors: _Errors, body_key: Any, header_key: str | None) -> 
     key = body_key if body_key is not None else header_key
     if key is None:
         return None
-    if not isinstance(key, str) or not 1 <= len(key) <= 128 or not (key.isascii() and key.isprintable()):
+    if not isinstance(key, str) or not KEY_RE.fullmatch(key):
         errors.add("idempotency_key", MSG_KEY)
         return None
     if body_key is not None and header_key is not None and body_key != header_key:
@@ -290,15 +346,20 @@ def _idempotency_key(errors: _Errors, body_key: Any, header_key: str | None) -> 
     return key
 
 
-def event_validate(data: Any, *, header_key: str | None = None, now: datetime | None = None) -> EventInput:
-    """Return the clean event, or raise ValidationFailed with every problem found."""
+def event_validate(
+    data: Any, *, header_key: str | None = None, now: datetime | None = None, duplicates: bool = False
+) -> EventInput:
+    """Return the clean event, or raise ValidationFailed with every problem found.
+
+    `duplicates`: the JSON body repeated a key somewhere (see object_from_pairs).
+    """
     if not isinstance(data, dict):
         raise ValidationFailed({}, MSG_EVENT_NOT_OBJECT)
     errors = _Errors()
     body = _object(errors, "", data, _TOP_FIELDS)
     now = now or timezone.now()
 
-    action = _text(errors, "action", body.get("action"), 100, required=True)
+    action = _text(errors, "action", body.get("action"), MAX_ACTION, required=True)
     if action and "action" not in errors and not ACTION_RE.fullmatch(action):
         errors.add("action", MSG_ACTION)
     actor_id, actor_type, actor_name = _party(
@@ -315,8 +376,8 @@ def event_validate(data: Any, *, header_key: str | None = None, now: datetime | 
         errors.add("outcome", MSG_OUTCOME)
     context = _object(errors, "context", body.get("context"), _CONTEXT_FIELDS)
     ip_address = _ip(errors, context.get("ip"))
-    user_agent = _text(errors, "context.user_agent", context.get("user_agent"), 512)
-    metadata, metadata_json = _metadata(errors, body.get("metadata"))
+    user_agent = _text(errors, "context.user_agent", context.get("user_agent"), MAX_USER_AGENT)
+    metadata, metadata_json = _metadata(errors, body.get("metadata"), duplicates)
     key = _idempotency_key(errors, body.get("idempotency_key"), header_key)
     if errors:
         raise ValidationFailed(dict(errors))

@@ -16,7 +16,7 @@ from auditlog.readiness import database_ready
 from auditlog.selectors import event_get, event_list
 from auditlog.serialization import event_as_dict, json_timestamp
 from auditlog.services import CONFLICT, IdempotencyConflict, event_create, events_create_batch
-from auditlog.validation import ValidationFailed, event_validate
+from auditlog.validation import DuplicateKeys, ValidationFailed, event_validate
 
 MSG_BATCH_EVENTS = "Must be a list of 1 to {limit} events."
 MSG_BATCH_HEADER = "Idempotency-Key does not apply to a batch; set idempotency_key on each event."
@@ -44,9 +44,10 @@ def _conflict() -> errors.ApiError:
 
 @requires_scope(Scope.WRITE, body_limit="AUDITLOG_MAX_EVENT_BYTES")
 def event_create_view(request, api_key, body):
-    data = parse_json_object(request, body)
+    data, duplicates = parse_json_object(request, body)
     try:
-        event = event_validate(data, header_key=request.META.get("HTTP_IDEMPOTENCY_KEY"))
+        header_key = request.META.get("HTTP_IDEMPOTENCY_KEY")
+        event = event_validate(data, header_key=header_key, duplicates=duplicates)
         outcome = event_create(source=api_key, event=event)
     except ValidationFailed as failure:
         raise _invalid(failure) from None
@@ -57,10 +58,10 @@ def event_create_view(request, api_key, body):
 
 @requires_scope(Scope.WRITE, body_limit="AUDITLOG_MAX_BATCH_BYTES")
 def event_batch_view(request, api_key, body):
-    data = parse_json_object(request, body)
+    data, duplicates = parse_json_object(request, body)
     items = data.get("events")
     limit = settings.AUDITLOG_MAX_BATCH_EVENTS
-    if data.keys() - {"events"}:
+    if data.keys() - {"events"} or type(data) is DuplicateKeys:
         raise errors.ApiError(errors.VALIDATION_ERROR, MSG_BATCH_FIELDS, {"events": [MSG_BATCH_FIELDS]})
     if not isinstance(items, list) or not 1 <= len(items) <= limit:
         message = MSG_BATCH_EVENTS.format(limit=limit)
@@ -72,7 +73,7 @@ def event_batch_view(request, api_key, body):
     invalid = 0
     for index, item in enumerate(items):
         try:
-            valid.append(event_validate(item, now=now))
+            valid.append(event_validate(item, now=now, duplicates=duplicates))
             positions.append(index)
         except ValidationFailed as failure:
             invalid += 1

@@ -79,7 +79,7 @@ def test_export_command_writes_jsonl_to_a_file(tmp_path):
     ("args", "message"),
     [
         (["--outcome", "maybe"], "--outcome: Must be one of"),
-        (["--since", "yesterday"], "--since: Must be an ISO 8601"),
+        (["--since", "yesterday"], "--since: Must be an RFC 3339 date-time"),
     ],
 )
 def test_export_command_refuses_bad_filters(args, message):

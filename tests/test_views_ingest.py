@@ -384,8 +384,8 @@ def test_wrong_method_is_json_405(client, method):
     response = getattr(client, method)(BATCH_URL)
 
     assert response.status_code == 405
-    assert response.json() == error_body(errors.METHOD_NOT_ALLOWED, "Use POST.")
-    assert response["Allow"] == "POST"
+    assert response.json() == error_body(errors.METHOD_NOT_ALLOWED, "Use POST, OPTIONS.")
+    assert response["Allow"] == "POST, OPTIONS"
 
 
 def test_unexpected_exception_is_json_500(api, monkeypatch):

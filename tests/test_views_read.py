@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from auditlog import errors, filters
+from auditlog import errors, filters, validation
 from auditlog.cursor import cursor_encode
 from auditlog.models import ActionLog
 from auditlog.services import api_key_create
@@ -114,7 +114,7 @@ def test_filters(api, params, expected):
         (
             {"since": "yesterday"},
             "since",
-            "Must be an ISO 8601 date-time with a timezone, e.g. 2026-01-31T12:00:00Z.",
+            validation.MSG_DATETIME,
         ),
         ({"outcome": "maybe"}, "outcome", "Must be one of: success, failure."),
         ({"actor": "42"}, "actor", "Unknown field."),

@@ -18,8 +18,8 @@ FILTERS = {
     "target_type": "Exact target type, e.g. invoice.",
     "target_id": "Exact target id.",
     "outcome": "success or failure.",
-    "since": "Events that occurred at or after this ISO 8601 time (with a timezone).",
-    "until": "Events that occurred before this ISO 8601 time (with a timezone).",
+    "since": "Events that occurred at or after this RFC 3339 time, e.g. 2026-01-31T00:00:00Z.",
+    "until": "Events that occurred before this RFC 3339 time, e.g. 2026-02-01T00:00:00+01:00.",
 }
 
 

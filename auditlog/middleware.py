@@ -56,10 +56,10 @@ class ApiErrorMiddleware:
             logger.error("database unavailable on %s %s: %r", request.method, request.path, exception)
             request.auditlog_database_failure = "lost" if connection_lost(connection) else "failed"
             return errors.error_response(errors.unavailable_error())
+        if isinstance(exception, errors.ApiError):  # raised only by JSON endpoints (the probes too)
+            return errors.error_response(exception)
         if not request.path.startswith("/api/"):
             return None
-        if isinstance(exception, errors.ApiError):
-            return errors.error_response(exception)
         if isinstance(exception, Http404):
             return errors.error_response(errors.ApiError(errors.NOT_FOUND, errors.MSG_NOT_FOUND))
         logger.exception("unexpected error on %s %s", request.method, request.path)

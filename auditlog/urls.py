@@ -8,6 +8,7 @@ urlpatterns = [
     path("api/v1/events", views.events, name="events"),
     path("api/v1/events/batch", views.events_batch, name="events-batch"),
     path("api/v1/events/<uuid:event_id>", views.event_detail, name="event-detail"),
+    path("api/v1/openapi.json", views.openapi, name="openapi"),
     # Anything else under /api/ is a JSON 404, whatever DEBUG says.
     re_path(r"^api/", views.api_not_found),
 ]

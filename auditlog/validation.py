@@ -21,8 +21,9 @@ ACTION_CHARS = "[a-z0-9_.:-]"
 ACTION_RE = re.compile(f"{ACTION_CHARS}+")
 MAX_USER_AGENT = 512
 KEY_RE = re.compile(r"[\x20-\x7e]{1,128}")  # printable ASCII
-# What ids given as JSON integers may be: a 64-bit signed integer, as most databases' ids are.
-MIN_INT_ID, MAX_INT_ID = -(2**63), 2**63 - 1
+# Ids given as JSON numbers: integers that every JSON parser reads exactly (RFC 7493, I-JSON),
+# written 42 or 42.0 (JSON Schema's "integer" takes both).
+MAX_SAFE_INTEGER = 2**53 - 1
 
 MSG_REQUIRED = "This field is required."
 MSG_UNKNOWN = "Unknown field."
@@ -43,7 +44,9 @@ MSG_NUMBER_RANGE = "Numbers must be finite and within the range of a double (abo
 MSG_METADATA_SIZE = f"Must be at most {MAX_METADATA_BYTES} bytes serialized."
 MSG_METADATA_DEPTH = f"Must not nest deeper than {MAX_METADATA_DEPTH} levels."
 MSG_KEY = "Must be 1 to 128 printable ASCII characters."
-MSG_INTEGER_RANGE = "Integers must fit in 64 bits; send a larger id as a string."
+MSG_INTEGER_RANGE = (
+    f"Must be an integer of at most {MAX_SAFE_INTEGER} in size (I-JSON); send larger ids as strings."
+)
 MSG_DUPLICATE = "Given more than once in the same object."
 MSG_DUPLICATE_METADATA = "An object in it gives a key more than once."
 MSG_KEY_MISMATCH = "Differs from the Idempotency-Key header."
@@ -117,12 +120,12 @@ class _Errors(dict):
 
 # name: (path, max length, required, accepts integers): integers are common for ids (`"id": 42`).
 # In this order (id, type, name) _party returns the values.
-_ACTOR_FIELDS = {
+ACTOR_FIELDS = {
     "id": ("actor.id", 255, True, True),
     "type": ("actor.type", 64, False, False),
     "name": ("actor.name", 255, False, False),
 }
-_TARGET_FIELDS = {
+TARGET_FIELDS = {
     "id": ("target.id", 255, False, True),
     "type": ("target.type", 64, False, False),
     "name": ("target.name", 255, False, False),
@@ -142,11 +145,11 @@ def _text(errors: _Errors, path: str, value: Any, limit: int, *, required=False,
         if required:
             errors.add(path, MSG_REQUIRED if value is None else MSG_BLANK)
         return ""
-    if allow_int and type(value) is int:  # never a bool
-        if not MIN_INT_ID <= value <= MAX_INT_ID:
+    if allow_int and (type(value) is int or (type(value) is float and value.is_integer())):  # not bool
+        if not -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
             errors.add(path, MSG_INTEGER_RANGE)
             return ""
-        value = str(value)
+        value = str(int(value))
     if not isinstance(value, str):
         errors.add(path, MSG_NOT_STRING)
         return ""
@@ -362,11 +365,9 @@ def event_validate(
     action = _text(errors, "action", body.get("action"), MAX_ACTION, required=True)
     if action and "action" not in errors and not ACTION_RE.fullmatch(action):
         errors.add("action", MSG_ACTION)
-    actor_id, actor_type, actor_name = _party(
-        errors, "actor", body.get("actor"), _ACTOR_FIELDS, required=True
-    )
+    actor_id, actor_type, actor_name = _party(errors, "actor", body.get("actor"), ACTOR_FIELDS, required=True)
     target_id, target_type, target_name = _party(
-        errors, "target", body.get("target"), _TARGET_FIELDS, required=False
+        errors, "target", body.get("target"), TARGET_FIELDS, required=False
     )
     occurred_at = _occurred_at(errors, body.get("occurred_at"), now)
     outcome = body.get("outcome")

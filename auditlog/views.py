@@ -12,6 +12,7 @@ from auditlog.api import api_route, parse_json_object, requires_scope
 from auditlog.cursor import cursor_encode
 from auditlog.filters import event_filters_parse
 from auditlog.models import ActionLog, Scope
+from auditlog.openapi import openapi_document
 from auditlog.readiness import database_ready
 from auditlog.selectors import event_get, event_list
 from auditlog.serialization import event_as_dict, json_timestamp
@@ -79,7 +80,7 @@ def event_batch_view(request, api_key, body):
             invalid += 1
             error = _invalid(failure).as_dict()
             if invalid > MAX_DETAILED_ITEMS:  # the answer stays small whatever the batch
-                del error["fields"]
+                error.pop("fields", None)
             results[index] = {"index": index, "status": 400, "error": error}
     outcomes = events_create_batch(source=api_key, events=valid) if valid else []
     timestamps = {}
@@ -110,9 +111,15 @@ def event_detail_view(request, api_key, event_id):
     return JsonResponse(event_as_dict(event))
 
 
+def openapi_view(request):
+    """The OpenAPI 3.1 document of this API; no key needed."""
+    return JsonResponse(openapi_document(), json_dumps_params={"indent": 1})
+
+
 events = api_route(GET=event_list_view, POST=event_create_view)
 events_batch = api_route(POST=event_batch_view)
 event_detail = api_route(GET=event_detail_view)
+openapi = api_route(GET=openapi_view)
 
 
 @csrf_exempt  # a POST to an unknown API path is a JSON 404, never the CSRF failure page
@@ -120,15 +127,19 @@ def api_not_found(request, *args, **kwargs):
     raise errors.ApiError(errors.NOT_FOUND, errors.MSG_NOT_FOUND)
 
 
-def healthz(request):
+def _healthz(request):
     return JsonResponse({"status": "ok"})
 
 
-def readyz(request):
+def _readyz(request):
     """Ready when the database answers a query within AUDITLOG_READYZ_TIMEOUT."""
     if not database_ready(settings.AUDITLOG_READYZ_TIMEOUT):
         raise OperationalError("the database did not answer the readiness probe")
     return JsonResponse({"status": "ok", "database": connection.vendor})
+
+
+healthz = api_route(GET=_healthz)
+readyz = api_route(GET=_readyz)
 
 
 @csrf_exempt  # benchmark only: see AUDITLOG_BENCH_ENDPOINT

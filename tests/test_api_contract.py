@@ -19,6 +19,7 @@ from auditlog.validation import (
     MSG_FUTURE,
     MSG_INTEGER_RANGE,
     MSG_IP,
+    MSG_NOT_STRING,
     MSG_MORE_ERRORS,
     MSG_NUMBER_RANGE,
     MSG_OUTCOME,
@@ -37,7 +38,8 @@ BAD_EVENTS = {
         "occurred_at",
         MSG_FUTURE,
     ),
-    "actor-id-beyond-64-bits": ({"actor": {"id": 2**63}}, "actor.id", MSG_INTEGER_RANGE),
+    "actor-id-beyond-i-json": ({"actor": {"id": 2**53}}, "actor.id", MSG_INTEGER_RANGE),
+    "actor-id-fraction": ({"actor": {"id": 4.5}}, "actor.id", MSG_NOT_STRING),
     "ip-with-zone-id": ({"context": {"ip": "fe80::1%eth0"}}, "context.ip", MSG_IP),
     "ip-empty": ({"context": {"ip": ""}}, "context.ip", MSG_IP),
 }
@@ -332,3 +334,28 @@ def test_options_on_an_unknown_api_path_is_a_json_404(client, db):
 
     assert response.status_code == 404
     assert response.json()["error"]["code"] == errors.NOT_FOUND
+
+
+@pytest.mark.parametrize(("sent", "stored"), [(42, "42"), (42.0, "42"), (-(2**53) + 1, str(-(2**53) + 1))])
+def test_an_integer_id_is_stored_as_its_decimal_string(api, sent, stored):
+    response = api.post(EVENTS_URL, make_event(actor={"id": sent}))
+
+    assert response.status_code == 201
+    assert ActionLog.objects.get().actor_id == stored
+
+
+def test_a_batch_of_many_non_objects_is_one_400_per_item(api):
+    response = api.post(BATCH_URL, {"events": [None] * 1000})
+
+    results = response.json()["results"]
+    assert response.status_code == 200
+    assert {result["status"] for result in results} == {400}
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_probes_answer_another_method_with_a_json_405(client, db, path):
+    response = client.post(path)
+
+    assert response.status_code == 405
+    assert response["Allow"] == "GET, HEAD, OPTIONS"
+    assert response.json()["error"]["code"] == errors.METHOD_NOT_ALLOWED

@@ -19,8 +19,8 @@ from auditlog.validation import (
     MSG_FUTURE,
     MSG_INTEGER_RANGE,
     MSG_IP,
-    MSG_NOT_STRING,
     MSG_MORE_ERRORS,
+    MSG_NOT_STRING,
     MSG_NUMBER_RANGE,
     MSG_OUTCOME,
 )

@@ -21,9 +21,10 @@ $(VENV)/.installed: requirements.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
 
-# A local, production-like configuration: DEBUG off, a fresh random secret key.
+# A local, production-like configuration: DEBUG off, a fresh random secret key, readable by
+# its owner only.
 .env:
-	@$(PYTHON) -c 'import secrets; print("DJANGO_SECRET_KEY=" + secrets.token_urlsafe(50))' > $@
+	@umask 077 && $(PYTHON) -c 'import secrets; print("DJANGO_SECRET_KEY=" + secrets.token_urlsafe(50))' > $@
 	@echo "Wrote .env with a new DJANGO_SECRET_KEY (DEBUG off, SQLite)."
 
 migrate: venv .env

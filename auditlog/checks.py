@@ -13,7 +13,8 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.db import connections
 
-SQLITE = "django.db.backends.sqlite3"
+SQLITE = "auditlog.db.sqlite3"  # Django's, creating the database file 0600
+SQLITE_ENGINES = (SQLITE, "django.db.backends.sqlite3")
 POSTGRESQL = "auditlog.db.postgresql"  # Django's, with a cheaper health check
 POSTGRESQL_ENGINES = (POSTGRESQL, "django.db.backends.postgresql")
 GUNICORN_CONF = settings.BASE_DIR / "config" / "gunicorn.conf.py"
@@ -127,7 +128,7 @@ def timeout_problems(alias: str, *, statement: float, client: float) -> list:
 def check_connection_settings(app_configs, **kwargs) -> list:
     problems = []
     for alias, database in settings.DATABASES.items():
-        if database["ENGINE"] == SQLITE:
+        if database["ENGINE"] in SQLITE_ENGINES:
             problems += sqlite_problems(alias, database)
         elif database["ENGINE"] in POSTGRESQL_ENGINES:
             problems += postgres_problems(alias, database)

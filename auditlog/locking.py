@@ -11,6 +11,8 @@ from typing import IO
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
 
+from auditlog.private_files import private_file_open_append
+
 
 @contextmanager
 def sqlite_writer_queue(since: float | None = None):
@@ -64,7 +66,7 @@ _open_files = threading.local()
 def _lock_file(path: str) -> IO:
     files = _open_files.__dict__.setdefault("by_path", {})
     if path not in files:
-        files[path] = open(path, "a")  # noqa: SIM115 (open for the thread's life)
+        files[path] = private_file_open_append(path)  # open for the thread's life
     return files[path]
 
 

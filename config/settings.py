@@ -102,6 +102,8 @@ DATABASE_REQUEST_TIMEOUT = env.float("DATABASE_REQUEST_TIMEOUT", default=8.0)
 AUDITLOG_READYZ_TIMEOUT = env.float("AUDITLOG_READYZ_TIMEOUT", default=2.0)
 
 if DATABASE["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's, creating the database file (and so its -wal and -shm) readable by its owner only.
+    DATABASE["ENGINE"] = "auditlog.db.sqlite3"
     if DATABASE["NAME"] != ":memory:" and not Path(DATABASE["NAME"]).is_absolute():
         DATABASE["NAME"] = str(BASE_DIR / DATABASE["NAME"])
     DATABASE["OPTIONS"].update(

@@ -38,7 +38,7 @@ def database_settings(**env):
 def test_sqlite_is_the_default_with_wal_busy_timeout_and_immediate():
     database = database_settings()
 
-    assert database["ENGINE"] == "django.db.backends.sqlite3"
+    assert database["ENGINE"] == "auditlog.db.sqlite3"
     assert database["NAME"] == str(ROOT / "db.sqlite3")
     assert database["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
     assert database["OPTIONS"]["timeout"] == 5.0

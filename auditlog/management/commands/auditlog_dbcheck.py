@@ -52,7 +52,7 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS("\nNo problems found."))
 
     def _inspect(self, alias, config):
-        if config["ENGINE"] == checks.SQLITE:
+        if config["ENGINE"] in checks.SQLITE_ENGINES:
             return self._sqlite(alias, config)
         if config["ENGINE"] in checks.POSTGRESQL_ENGINES:
             return self._postgres(alias, config)

@@ -8,6 +8,7 @@ from django.http import QueryDict
 from auditlog.db.timeouts import command_timeouts
 from auditlog.export import FORMATS, events_export_lines
 from auditlog.filters import event_filters_parse
+from auditlog.private_files import private_file_open_overwrite
 from auditlog.selectors import event_queryset, events_iterate
 from auditlog.validation import ValidationFailed
 
@@ -32,7 +33,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--format", choices=FORMATS, default="csv", help="csv (default) or jsonl.")
         parser.add_argument(
-            "--output", "-o", default="-", help="File to write; - (default) for standard output."
+            "--output",
+            "-o",
+            default="-",
+            help=(
+                "File to write, readable by its owner only (0600; an existing file is tightened to "
+                "0600, then overwritten); - (default) for standard output."
+            ),
         )
         for name, text in FILTERS.items():
             parser.add_argument(f"--{name.replace('_', '-')}", dest=name, help=text)
@@ -64,7 +71,7 @@ class Command(BaseCommand):
                 return
         else:
             try:
-                with open(output, "w", encoding="utf-8", newline="") as file:
+                with private_file_open_overwrite(output) as file:
                     written = self._write(lines, file.write)
             except OSError as exc:
                 raise CommandError(f"Cannot write {output}: {exc.strerror}") from None

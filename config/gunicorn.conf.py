@@ -12,6 +12,10 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 timeout = int(os.environ.get("GUNICORN_TIMEOUT") or 30)
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT") or 30)
 keepalive = 5
+# A request line up to 8190 bytes (gunicorn's largest; its default is 4094) reaches the app,
+# which answers in JSON. gunicorn answers a longer one itself, with an HTML 414 that no code
+# here can reach; deploy/nginx.conf stops such lines before them (8000 bytes), in JSON.
+limit_request_line = 8190
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 errorlog = "-"
 # gunicorn >= 24 opens a control socket at one fixed path per user: several servers on one

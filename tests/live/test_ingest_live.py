@@ -78,3 +78,12 @@ def test_unreachable_database_answers_json_503(gunicorn_factory, url, auth):
     assert ready_body["error"]["code"] == errors.SERVICE_UNAVAILABLE
     assert server.request("GET", "/healthz")[0] == 200
     assert "Traceback" not in server.log()
+
+
+def test_a_request_line_up_to_8190_bytes_reaches_the_app_and_gets_json(gunicorn):
+    # gunicorn's default limit is 4094; above 8190 its own HTML 414 answers (README).
+    status, headers, body = gunicorn.request("GET", "/api/v1/events?actor_id=" + "a" * 8100)
+
+    assert status == 401
+    assert headers["Content-Type"] == "application/json"
+    assert body["error"]["code"] == errors.UNAUTHORIZED

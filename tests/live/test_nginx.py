@@ -405,6 +405,9 @@ def test_nginx_answers_its_own_errors_in_the_api_json_shape(served, writer_key):
     # The request line over large_client_header_buffers: 414; a header line over it: 400.
     long_uri = b"GET /api/v1/events?actor_id=" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n"
     assert_json_error(*exchange(port, long_uri), 414, "bad_request")
+    # Just under nginx's limit, over gunicorn's default one (4094): the app answers, in JSON.
+    near_limit = b"GET /api/v1/events?actor_id=" + b"a" * 7900 + b" HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    assert_json_error(*exchange(port, near_limit), 401, "unauthorized")
     long_header = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Long: " + b"a" * 9000 + b"\r\n\r\n"
     assert_json_error(*exchange(port, long_header), 400, "bad_request")
     # Malformed request line; both Content-Length and Transfer-Encoding (request smuggling).

@@ -1,7 +1,11 @@
 import csv
+import html
 import io
 import json
+import re
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -246,3 +250,108 @@ def test_export_needs_the_view_permission(client, events):
 
 def test_unknown_export_format_is_refused(admin_client, events):
     assert admin_client.get(f"{LIST_URL}export/xlsx/").status_code == 403
+
+
+class Page(HTMLParser):
+    """The links and the GET forms (their named fields, as submitted) of an admin page."""
+
+    def __init__(self, html: str):
+        super().__init__()
+        self.links, self.forms, self._form = [], [], None
+        self.feed(html)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "a" and attrs.get("href"):
+            self.links.append(attrs["href"])
+        elif tag == "form" and attrs.get("method") == "get":
+            self._form = (attrs.get("id"), [])
+            self.forms.append(self._form)
+        elif tag == "input" and self._form is not None and attrs.get("name"):
+            self._form[1].append((attrs["name"], attrs.get("value") or ""))
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self._form = None
+
+
+def offered_urls(response) -> list[str]:
+    """Every changelist and export URL a page offers: filter choices, presets, sort headers,
+    search and range forms (submitted as they are), export buttons, related links."""
+    page = Page(response.content.decode())
+    path = response.wsgi_request.path
+    urls = [urljoin(path, href) for href in page.links if href.startswith(("?", LIST_URL))]
+    urls += [f"{path}?{urlencode(fields)}" for _, fields in page.forms]
+    return [url for url in urls if url.startswith(LIST_URL) and "/change/" not in url]
+
+
+UNLISTED_LOOKUPS = [
+    {"actor_name__regex": ".*"},
+    {"actor_name__icontains": "a"},
+    {"user_agent": "billing/1.0"},
+    {"metadata__note": "a"},
+    {"action__regex": "^invoice"},  # a listed filter's field, with another lookup
+    {"outcome__in": "success,failure"},
+    {"occurred_at__year": "2026"},
+    {"source__name": "producer"},
+    {"actor": "42"},  # no such field: refused the same way
+]
+
+
+@pytest.mark.parametrize("params", UNLISTED_LOOKUPS, ids=lambda params: next(iter(params)))
+@pytest.mark.parametrize("url", [LIST_URL, f"{LIST_URL}export/csv/", f"{LIST_URL}export/jsonl/"])
+def test_a_lookup_the_admin_does_not_list_is_refused_before_any_query(admin_client, events, url, params):
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(url, {"action": "invoice.delete", **params})
+
+    assert response.status_code == 400
+    assert [q["sql"] for q in queries.captured_queries if "auditlog_actionlog" in q["sql"]] == []
+    assert not ActionLog.objects.filter(action="auditlog.events.export").exists()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "?action=invoice.delete&outcome__exact=failure",
+        "?since=2026-03-02&until=2026-03-05&actor_type=user&target_type=session&o=-1",
+        "?q=target:invoice:7&action=invoice.delete&since=2026-03-01T00:00",
+        "?q=42&outcome__exact=success&e=1",
+    ],
+)
+def test_every_filter_link_and_form_the_changelist_offers_works(admin_client, events, query):
+    start = admin_client.get(f"{LIST_URL}{query}")
+    assert start.status_code == 200
+    urls = offered_urls(start)
+    names = {name for url in urls for name in parse_qs(urlsplit(url).query, keep_blank_values=True)}
+    assert {"since", "action", "outcome__exact", "actor_type", "target_type", "q", "o"} <= names
+    assert any("/export/csv/" in url for url in urls) and any("/export/jsonl/" in url for url in urls)
+
+    answers = {url: admin_client.get(url).status_code for url in urls}
+
+    assert answers == dict.fromkeys(urls, 200)
+
+
+def test_the_related_links_of_the_detail_page_work(admin_client, events):
+    detail = admin_client.get(f"{LIST_URL}{events['a'].pk}/change/")
+    related = {
+        label: urljoin(LIST_URL, href)
+        for href, label in re.findall(r'<a href="([^"]+)">(Other events [^<]+)</a>', detail.content.decode())
+    }
+    lists = {label: admin_client.get(html.unescape(url)) for label, url in related.items()}
+
+    assert {label: listed(response) for label, response in lists.items()} == {
+        "Other events by this actor": ["@cmd", "b", "a"],
+        "Other events on this target": ["+1", "a"],
+    }
+
+
+def test_the_links_back_from_a_detail_page_keep_working_filters(admin_client, events):
+    preserved = urlencode({"_changelist_filters": "action=invoice.delete&outcome__exact=failure&q=45"})
+    detail = admin_client.get(f"{LIST_URL}{events['+1'].pk}/change/?{preserved}")
+    urls = [url for url in offered_urls(detail) if "action=invoice.delete" in url]
+    assert urls, "the breadcrumbs and the close button lead back to the filtered list"
+
+    answers = {url: listed(admin_client.get(url)) for url in urls}
+
+    assert answers == dict.fromkeys(urls, ["+1"])

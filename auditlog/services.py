@@ -174,6 +174,18 @@ def api_key_create(*, name: str, scopes: set[str]) -> tuple[ApiKey, str]:
     return key, token
 
 
+# What revoking means for requests: each server process caches a valid key (selectors).
+MSG_REVOKED_FROM_ANOTHER_PROCESS = (
+    "Requests with it get 401 within {seconds:g} s: each server process (gunicorn worker) "
+    "caches a valid key for AUDITLOG_API_KEY_CACHE_SECONDS ({seconds:g} s)."
+)
+MSG_REVOKED_FROM_A_SERVER_PROCESS = (
+    "Requests with them get 401 at once from this server process, and within {seconds:g} s from "
+    "the others (gunicorn workers): each caches a valid key for AUDITLOG_API_KEY_CACHE_SECONDS "
+    "({seconds:g} s)."
+)
+
+
 def api_key_revoke(*, key: ApiKey) -> ApiKey:
     if key.revoked_at is None:
         key.revoked_at = timezone.now()

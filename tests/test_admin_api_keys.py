@@ -1,4 +1,5 @@
 import pytest
+from django.test import override_settings
 
 from auditlog.models import ApiKey
 from auditlog.selectors import api_key_get_by_token
@@ -40,6 +41,21 @@ def test_revoke_action(admin_client):
     assert api_key_get_by_token(token) is None
     key.refresh_from_db()
     assert key.revoked_at is not None
+
+
+@override_settings(AUDITLOG_API_KEY_CACHE_SECONDS=7.5)
+def test_revoke_action_says_when_every_server_process_refuses_the_keys(admin_client):
+    keys = [api_key_create(name=name, scopes={"write"})[0] for name in ("billing", "crm")]
+
+    response = admin_client.post(
+        LIST_URL, {"action": "revoke", "_selected_action": [key.pk for key in keys]}, follow=True
+    )
+
+    assert [str(message) for message in response.context["messages"]] == [
+        "Revoked 2 API keys. Requests with them get 401 at once from this server process, and "
+        "within 7.5 s from the others (gunicorn workers): each caches a valid key for "
+        "AUDITLOG_API_KEY_CACHE_SECONDS (7.5 s)."
+    ]
 
 
 def test_keys_cannot_be_deleted(admin_client):

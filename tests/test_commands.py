@@ -1,7 +1,8 @@
 from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError, call_command, load_command_class
+from django.test import override_settings
 
 from auditlog.models import ApiKey
 from auditlog.selectors import api_key_get_by_token
@@ -45,8 +46,30 @@ def test_revoke_key_by_prefix():
 
     lines = run("auditlog_revoke_key", key.prefix)
 
-    assert lines == [f"Revoked API key {key}."]
+    assert lines[0].startswith(f"Revoked API key {key}. ")
     assert api_key_get_by_token(token) is None
+
+
+@override_settings(AUDITLOG_API_KEY_CACHE_SECONDS=7.5)
+def test_revoke_key_says_when_the_servers_refuse_it():
+    run("auditlog_create_key", "--name", "billing")
+    key = ApiKey.objects.get()
+
+    lines = run("auditlog_revoke_key", key.prefix)
+
+    assert lines == [
+        f"Revoked API key {key}. Requests with it get 401 within 7.5 s: each server process "
+        "(gunicorn worker) caches a valid key for AUDITLOG_API_KEY_CACHE_SECONDS (7.5 s)."
+    ]
+
+
+@override_settings(AUDITLOG_API_KEY_CACHE_SECONDS=12)
+def test_revoke_key_help_says_when_the_servers_refuse_it():
+    parser = load_command_class("auditlog", "auditlog_revoke_key").create_parser(
+        "manage.py", "auditlog_revoke_key"
+    )
+
+    assert "Requests with it get 401 within 12 s" in " ".join(parser.format_help().split())
 
 
 def test_revoke_unknown_prefix_fails():

@@ -1,11 +1,13 @@
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 
 from auditlog.forms import ApiKeyCreateForm
 from auditlog.models import ApiKey
-from auditlog.services import api_key_create, api_key_revoke
+from auditlog.services import MSG_REVOKED_FROM_A_SERVER_PROCESS, api_key_create, api_key_revoke
 
 
 @admin.register(ApiKey)
@@ -39,7 +41,13 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected API keys", permissions=["change"])
     def revoke(self, request, queryset):
+        revoked = 0
         for key in queryset.filter(revoked_at__isnull=True):
             api_key_revoke(key=key)
             self.log_change(request, key, "Revoked.")
-        self.message_user(request, "Revoked. Requests with these keys now get 401.", messages.SUCCESS)
+            revoked += 1
+        if not revoked:
+            self.message_user(request, "Those API keys were revoked already.", messages.WARNING)
+            return
+        when = MSG_REVOKED_FROM_A_SERVER_PROCESS.format(seconds=settings.AUDITLOG_API_KEY_CACHE_SECONDS)
+        self.message_user(request, f"Revoked {revoked} API key{pluralize(revoked)}. {when}", messages.SUCCESS)

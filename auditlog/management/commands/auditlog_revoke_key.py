@@ -1,11 +1,18 @@
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from auditlog.models import ApiKey
-from auditlog.services import api_key_revoke
+from auditlog.services import MSG_REVOKED_FROM_ANOTHER_PROCESS, api_key_revoke
+
+
+def revoked_notice() -> str:
+    return MSG_REVOKED_FROM_ANOTHER_PROCESS.format(seconds=settings.AUDITLOG_API_KEY_CACHE_SECONDS)
 
 
 class Command(BaseCommand):
-    help = "Revoke an API key by its prefix. Requests with it get 401 from then on."
+    @property
+    def help(self):
+        return f"Revoke an API key by its prefix. {revoked_notice()}"
 
     def add_arguments(self, parser):
         parser.add_argument("prefix", help="The key's prefix, as shown by the admin or at creation.")
@@ -20,4 +27,4 @@ class Command(BaseCommand):
                 f"API key {key} was already revoked at {key.revoked_at:%Y-%m-%d %H:%M:%S} UTC."
             )
         api_key_revoke(key=key)
-        self.stdout.write(f"Revoked API key {key}.")
+        self.stdout.write(f"Revoked API key {key}. {revoked_notice()}")

@@ -1,4 +1,4 @@
-"""System checks for the connection setup (README "Connection management").
+"""System checks for the connection setup (docs/connections.md).
 
 Configuration checks run with every `manage.py check`. The ones that ask the server (idle
 timeout, max_connections) are tagged `database`: they run with `check --database default`,

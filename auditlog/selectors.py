@@ -1,4 +1,4 @@
-"""Reads. Every query here uses an index (see README "Indexes")."""
+"""Reads. Every query here uses an index (see docs/performance.md "Indexes")."""
 
 import heapq
 import itertools

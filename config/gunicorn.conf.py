@@ -1,4 +1,4 @@
-"""gunicorn settings: gthread workers, sized from the environment (README "Configuration")."""
+"""gunicorn settings: gthread workers, sized from the environment (docs/configuration.md)."""
 
 import os
 

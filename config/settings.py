@@ -1,6 +1,6 @@
 """Settings for auditlog. Every knob comes from the environment (or an optional `.env`).
 
-See README.md "Configuration" and "Connection management" for what each one does.
+See docs/configuration.md and docs/connections.md for what each one does.
 """
 
 from datetime import timedelta
@@ -76,7 +76,7 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------
-# The connection setup is the point of this service: see README "Connection management" and
+# The connection setup is the point of this service: see docs/connections.md and
 # ../shared/CONNECTIONS.md. `python manage.py auditlog_dbcheck` prints what is in effect.
 
 DATABASES = {"default": env.db_url("DATABASE_URL", default="sqlite:///db.sqlite3")}
@@ -87,7 +87,7 @@ CONN_MAX_AGE = env.int("CONN_MAX_AGE", default=600)
 CONN_HEALTH_CHECKS = env.bool("CONN_HEALTH_CHECKS", default=True)
 DATABASE_POOL = env.bool("DATABASE_POOL", default=False)
 SQLITE_BUSY_TIMEOUT = env.float("SQLITE_BUSY_TIMEOUT", default=5.0)
-# PostgreSQL bounds, in seconds (README "Timeouts" justifies each default). The client timeout
+# PostgreSQL bounds, in seconds (docs/timeouts.md justifies each default). The client timeout
 # is the last resort for a server that accepts and never answers (the kernel keeps
 # acknowledging, so only the client can give up): above the statement timeout, so the server's
 # own error, which keeps the connection usable, normally comes first.
@@ -123,7 +123,7 @@ if DATABASE["ENGINE"] == "django.db.backends.sqlite3":
 elif DATABASE["ENGINE"] == "django.db.backends.postgresql":
     # Django's backend, with a health check that needs no round trip (auditlog/db/postgresql).
     DATABASE["ENGINE"] = "auditlog.db.postgresql"
-    # Every wait on the server is bounded (README "Timeouts"): a stalled database costs a request
+    # Every wait on the server is bounded (docs/timeouts.md): a stalled database costs a request
     # a few seconds and a 503, never a hung worker thread.
     DATABASE["OPTIONS"].setdefault("connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=3))
     DATABASE["OPTIONS"].setdefault("application_name", "auditlog")
@@ -232,7 +232,7 @@ AUDITLOG_RETRY_AFTER_SECONDS = env.int("AUDITLOG_RETRY_AFTER_SECONDS", default=1
 AUDITLOG_BODY_TIMEOUT = env.float("AUDITLOG_BODY_TIMEOUT", default=10.0)
 # Seconds an API key is cached per process: a revoked key stops working within this time.
 AUDITLOG_API_KEY_CACHE_SECONDS = env.float("AUDITLOG_API_KEY_CACHE_SECONDS", default=5.0)
-# Tamper evidence (README "Operations"): the HMAC key of seal checkpoints, older keys still
+# Tamper evidence (docs/operations.md): the HMAC key of seal checkpoints, older keys still
 # accepted by auditlog_verify after a rotation, and how old an event must be to be sealed (no
 # transaction still in flight can then commit a lower id).
 AUDITLOG_SEAL_KEY = env.str("AUDITLOG_SEAL_KEY", default="")

@@ -38,7 +38,7 @@ DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_SERVER_NAME = "localhost"
 DEFAULT_WORKER_USER = "nobody"
 DEFAULT_MAX_BATCH_BYTES = 8 * 1024 * 1024  # AUDITLOG_MAX_BATCH_BYTES' default in config/settings.py
-# What the app should know when nginx is in front of it (README "Configuration"), unless set.
+# What the app should know when nginx is in front of it (docs/deploying.md), unless set.
 PROXY_ENV = {"AUDITLOG_TRUSTED_PROXIES": "1", "DJANGO_BEHIND_PROXY": "true"}
 NGINX_STOP_TIMEOUT = 15.0  # worker_shutdown_timeout (10 s in nginx.conf), plus a margin
 POLL_SECONDS = 0.1

@@ -183,7 +183,7 @@ def test_an_empty_filter_value_is_a_400_not_a_filter_on_the_empty_string(api):
     assert response.json()["error"]["fields"] == {"actor_id": [MSG_BLANK]}
 
 
-# The date-time grammar (README): RFC 3339 section 5.6, from the year 1970, seconds up to 59.
+# The date-time grammar (docs/api.md): RFC 3339 section 5.6, from the year 1970, seconds up to 59.
 ACCEPTED_DATETIMES = {
     "2026-01-31T12:00:00Z": "2026-01-31T12:00:00+00:00",
     "2026-01-31t12:00:00z": "2026-01-31T12:00:00+00:00",  # RFC 3339 allows either case

@@ -81,7 +81,7 @@ def test_unreachable_database_answers_json_503(gunicorn_factory, url, auth):
 
 
 def test_a_request_line_up_to_8190_bytes_reaches_the_app_and_gets_json(gunicorn):
-    # gunicorn's default limit is 4094; above 8190 its own HTML 414 answers (README).
+    # gunicorn's default limit is 4094; above 8190 its own HTML 414 answers (docs/api.md).
     status, headers, body = gunicorn.request("GET", "/api/v1/events?actor_id=" + "a" * 8100)
 
     assert status == 401

@@ -8,23 +8,25 @@ that event, and a chain recomputed without the key breaks at the checkpoint.
 
 import hashlib
 import hmac
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from uuid import UUID
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from auditlog.bulk import COLUMNS
 from auditlog.connections import close_old_connections_between_units
+from auditlog.formats import ANCHOR_MAC_V1, BLOCK_MAC_V1, SEAL_CANONICAL_V1
 from auditlog.locking import sqlite_writer_queue
 from auditlog.models import ActionLog, EventSeal, SealAnchor, SealBlock
 
-GENESIS = "0" * 64
-SEALED_FIELDS = ("id", *COLUMNS)  # every field of an event, in a fixed order
+# The one version there is: SealBlock records no format version yet (see auditlog.formats).
+GENESIS = SEAL_CANONICAL_V1.genesis
+canonical = SEAL_CANONICAL_V1.canonical
+link = SEAL_CANONICAL_V1.link
+block_mac = BLOCK_MAC_V1.mac
+anchor_mac = ANCHOR_MAC_V1.mac
 VERIFY_CHUNK = 10_000
 MSG_INSERTED = "event {id} was inserted out of band: it lies in the sealed range but has no seal"
 MSG_BELOW = "event {id} was inserted out of band: the chain starts after event {start}, where nothing may be"
@@ -55,49 +57,11 @@ def current_key() -> tuple[str, bytes]:
     return _key_id(key), key
 
 
-def canonical(row: tuple) -> bytes:
-    """Every field of an event as one JSON array, the same however it is read back."""
-    values = []
-    for value in row:
-        if isinstance(value, datetime):
-            value = value.astimezone(UTC).isoformat()
-        elif isinstance(value, UUID):
-            value = str(value)
-        elif isinstance(value, dict | list):
-            value = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        values.append(value)
-    return json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def link(previous: str, row: tuple) -> str:
-    return hashlib.sha256(previous.encode("ascii") + canonical(row)).hexdigest()
-
-
-def _mac(key: bytes, *parts) -> str:
-    return hmac.new(key, "|".join(map(str, parts)).encode(), hashlib.sha256).hexdigest()
-
-
-def block_mac(key: bytes, block: SealBlock) -> str:
-    return _mac(
-        key,
-        "block",
-        block.first_event_id,
-        block.last_event_id,
-        block.event_count,
-        block.previous_hash,
-        block.chain_hash,
-    )
-
-
-def anchor_mac(key: bytes, anchor: SealAnchor) -> str:
-    return _mac(key, "anchor", anchor.purged_through_event_id, anchor.chain_hash, anchor.purged_count)
-
-
 def events_rows(after_id: int, upto_id: int | None, limit: int) -> list[tuple]:
     queryset = ActionLog.objects.filter(id__gt=after_id)
     if upto_id is not None:
         queryset = queryset.filter(id__lte=upto_id)
-    return list(queryset.order_by("id").values_list(*SEALED_FIELDS)[:limit])
+    return list(queryset.order_by("id").values_list(*SEAL_CANONICAL_V1.fields)[:limit])
 
 
 def seal_head() -> tuple[int, str]:

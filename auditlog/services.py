@@ -11,13 +11,14 @@ from django.utils import timezone
 
 from auditlog.bulk import EventRows, events_insert, events_insert_new
 from auditlog.client_ip import client_ip
+from auditlog.formats import PAYLOAD_HASH_V1, metadata_canonical
 from auditlog.group_commit import group_commit
 from auditlog.locking import lock_wait_at_most, sqlite_writer_queue
 from auditlog.models import ActionLog, ApiKey, Scope
 from auditlog.selectors import api_key_cache_forget, events_get_by_idempotency_keys
 from auditlog.tokens import token_generate, token_hash
 from auditlog.uuid7 import uuid7
-from auditlog.validation import EventInput, metadata_canonical, payload_hash
+from auditlog.validation import EventInput
 
 logger = logging.getLogger(__name__)
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -263,7 +264,7 @@ def event_record_internal(
         metadata=metadata,
         metadata_json=metadata_json,
         idempotency_key=None,
-        payload_hash=payload_hash(values, metadata_json),
+        payload_hash=PAYLOAD_HASH_V1.digest(PAYLOAD_HASH_V1.ordered(values), metadata_json),
     )
     log = _event_build(internal_source(), event, now)
     log.save(force_insert=True)

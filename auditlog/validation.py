@@ -1,8 +1,6 @@
 """Turn request JSON into clean values or field errors under dotted paths (`actor.id`)."""
 
-import hashlib
 import ipaddress
-import json
 import re
 import socket
 from datetime import UTC, datetime, timedelta
@@ -10,6 +8,7 @@ from typing import Any, NamedTuple
 
 from django.utils import timezone
 
+from auditlog.formats import PAYLOAD_HASH_V1, metadata_canonical
 from auditlog.models import Outcome
 
 MAX_METADATA_BYTES = 16 * 1024
@@ -269,15 +268,6 @@ def _ip(errors: _Errors, value: Any) -> str | None:
     return str(address)
 
 
-# Encoders built once: json.dumps builds one per call when given options.
-# allow_nan=False: a number JSON can carry but no database can store (1e400 parses as inf) is
-# refused here, as the event's own 400, rather than by the database as a 500.
-metadata_canonical = json.JSONEncoder(
-    ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
-).encode
-_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
 def _metadata(errors: _Errors, value: Any, duplicates: bool) -> tuple[dict, str]:
     """Return the metadata and its canonical JSON (sorted keys, compact): serialized once, then
     used for the size limit, the payload hash and storage. `duplicates`: the body repeated a key
@@ -289,7 +279,7 @@ def _metadata(errors: _Errors, value: Any, duplicates: bool) -> tuple[dict, str]
         return {}, "{}"
     try:
         serialized = metadata_canonical(value)
-    except ValueError:
+    except ValueError:  # NaN or an infinity (1e400): the event's own 400, not the database's 500
         errors.add("metadata", MSG_NUMBER_RANGE)
         return {}, "{}"
     try:
@@ -383,7 +373,7 @@ def event_validate(
     if errors:
         raise ValidationFailed(dict(errors))
 
-    # The order of EventInput and of the payload hash.
+    # EventInput's order, which begins with PAYLOAD_HASH_V1's fields in theirs (tests/test_formats.py).
     fields = [
         action,
         actor_id,
@@ -397,17 +387,4 @@ def event_validate(
         ip_address,
         user_agent,
     ]
-    return EventInput(*fields, metadata, metadata_json, key, _fields_hash(fields, metadata_json))
-
-
-def payload_hash(values: dict, metadata_json: str) -> str:
-    """SHA-256 of the canonical event: the same event sent twice hashes the same.
-
-    `values` holds every field but metadata, in a fixed order; metadata comes already canonical.
-    """
-    return _fields_hash(list(values.values()), metadata_json)
-
-
-def _fields_hash(fields: list, metadata_json: str) -> str:
-    texts = [value.isoformat() if isinstance(value, datetime) else value for value in fields]
-    return hashlib.sha256((_compact(texts) + metadata_json).encode("utf-8")).hexdigest()
+    return EventInput(*fields, metadata, metadata_json, key, PAYLOAD_HASH_V1.digest(fields, metadata_json))

@@ -1,0 +1,177 @@
+"""The stored formats: how the hashes the database keeps are computed from an event.
+
+A stored hash is only worth keeping while it can be computed again, so these definitions are
+part of the data, not of the code:
+
+- PAYLOAD_HASH_V1 (ActionLog.payload_hash): a replayed idempotency key gets the original event
+  back only if the new body hashes the same; a changed format would answer every replay of an
+  older event with a 409.
+- SEAL_CANONICAL_V1 (EventSeal.chain_hash, SealBlock, SealAnchor): auditlog_verify recomputes
+  every sealed event's link; a changed format would call every sealed event modified.
+- BLOCK_MAC_V1 and ANCHOR_MAC_V1 (SealBlock.mac, SealAnchor.mac): likewise for checkpoints.
+
+A version is frozen once it has been released: tests/test_formats.py pins each one to golden
+values computed from fixed events. To change a format, add the next version beside the old
+one and keep the old one for what was stored with it. No table records the version yet
+(payload_hash holds 64 hex digits, SealBlock and SealAnchor only a key id): the first new
+version needs a version column beside them first, so that replays and verification pick the
+version each row was stored with.
+
+Each field list names its fields on purpose (sealing once took the insert's columns): a new
+event column changes no format until someone decides where it goes, and the tests make that
+decision unavoidable (NOT_IN_PAYLOAD_HASH, NOT_SEALED).
+"""
+
+import hashlib
+import hmac
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from operator import itemgetter
+from typing import Any
+from uuid import UUID
+
+# Metadata as canonical JSON: sorted keys, compact, non-ASCII as is. Hashed by PAYLOAD_HASH_V1,
+# and the text SQLite stores. allow_nan=False: a number JSON can carry but no database can
+# store (1e400 parses as inf) raises ValueError instead. Encoders are built once: json.dumps
+# builds one per call when given options.
+metadata_canonical: Callable[[Any], str] = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
+).encode
+
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+@dataclass(frozen=True)
+class PayloadHash:
+    """SHA-256 (hex) of the UTF-8 text: the values of `fields`, in that order, as one compact
+    JSON array (non-ASCII as is; a datetime in ISO 8601 as given, which is always UTC; None as
+    null), immediately followed by the metadata's canonical JSON (metadata_canonical)."""
+
+    version: int
+    fields: tuple[str, ...]
+
+    @cached_property
+    def ordered(self) -> Callable[[Mapping[str, Any]], tuple]:
+        """The values of `fields`, in that order, from the event's fields by name."""
+        return itemgetter(*self.fields)
+
+    def text(self, values: Sequence, metadata_json: str) -> str:
+        """`values`: the values of `fields`, in that order (a sequence, as validation holds
+        them: building a mapping would cost every event a microsecond)."""
+        texts = [value.isoformat() if isinstance(value, datetime) else value for value in values]
+        return _compact(texts) + metadata_json
+
+    def digest(self, values: Sequence, metadata_json: str) -> str:
+        return hashlib.sha256(self.text(values, metadata_json).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class SealCanonical:
+    """An event as one compact JSON array of the values of `fields`, in that order, UTF-8,
+    non-ASCII as is: datetimes in UTC ISO 8601 (`+00:00`, microseconds only when not zero),
+    UUIDs hyphenated, metadata as its own JSON text (sorted keys, compact) in a string, ids as
+    integers, NULL as null. The same however the row is read back (values_list(*fields)).
+
+    The chain: link(0) = `genesis`; link(i) = SHA-256 (hex) of the ASCII of link(i-1) followed
+    by the canonical bytes of event i."""
+
+    version: int
+    fields: tuple[str, ...]
+    genesis: str
+
+    def canonical(self, row: Sequence) -> bytes:
+        """`row`: the values of `fields`, in that order."""
+        values = []
+        for value in row:
+            if isinstance(value, datetime):
+                value = value.astimezone(UTC).isoformat()
+            elif isinstance(value, UUID):
+                value = str(value)
+            elif isinstance(value, dict | list):
+                value = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            values.append(value)
+        return json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+    def link(self, previous: str, row: Sequence) -> str:
+        return hashlib.sha256(previous.encode("ascii") + self.canonical(row)).hexdigest()
+
+
+@dataclass(frozen=True)
+class CheckpointMac:
+    """HMAC-SHA256 (hex), keyed by the seal key, of the UTF-8 text: `tag` and the values of
+    `fields` (read as attributes, in that order, each as str()) joined by "|"."""
+
+    version: int
+    tag: str
+    fields: tuple[str, ...]
+
+    def mac(self, key: bytes, record: Any) -> str:
+        parts = [self.tag, *(getattr(record, name) for name in self.fields)]
+        return hmac.new(key, "|".join(map(str, parts)).encode(), hashlib.sha256).hexdigest()
+
+
+PAYLOAD_HASH_V1 = PayloadHash(
+    version=1,
+    fields=(
+        "action",
+        "actor_id",
+        "actor_type",
+        "actor_name",
+        "target_type",
+        "target_id",
+        "target_name",
+        "occurred_at",  # as the client sent it: None when it sent none
+        "outcome",
+        "ip_address",
+        "user_agent",
+    ),
+)
+# The event's columns PAYLOAD_HASH_V1 leaves out, and why (metadata is hashed: it follows the
+# array). The hash compares two requests' bodies, so what the server assigns stays out.
+NOT_IN_PAYLOAD_HASH = {
+    "id": "assigned by the database",
+    "uuid": "assigned by the server",
+    "received_at": "assigned by the server: a replay arrives later",
+    "source_id": "replays are looked up within one source already",
+    "idempotency_key": "what the hash is compared under",
+    "payload_hash": "the hash itself",
+}
+
+SEAL_CANONICAL_V1 = SealCanonical(
+    version=1,
+    fields=(
+        "id",
+        "uuid",
+        "occurred_at",
+        "received_at",
+        "actor_id",
+        "actor_type",
+        "actor_name",
+        "action",
+        "target_type",
+        "target_id",
+        "target_name",
+        "outcome",
+        "ip_address",
+        "user_agent",
+        "metadata",
+        "source_id",
+        "idempotency_key",
+        "payload_hash",
+    ),
+    genesis="0" * 64,
+)
+# The event's columns SEAL_CANONICAL_V1 leaves out, and why: none, a change to any is evidence.
+NOT_SEALED: dict[str, str] = {}
+
+BLOCK_MAC_V1 = CheckpointMac(
+    version=1,
+    tag="block",
+    fields=("first_event_id", "last_event_id", "event_count", "previous_hash", "chain_hash"),
+)
+ANCHOR_MAC_V1 = CheckpointMac(
+    version=1, tag="anchor", fields=("purged_through_event_id", "chain_hash", "purged_count")
+)

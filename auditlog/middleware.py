@@ -8,10 +8,9 @@ from auditlog import errors
 from auditlog.api import MSG_BODY_TIMEOUT
 from auditlog.db.request_guard import connection_lost, request_guard
 from auditlog.read_deadline import read_in_time
+from auditlog.site_middleware import PROBES, is_api_request
 
 logger = logging.getLogger(__name__)
-# /healthz needs no database; /readyz must ask it (it has its own bound, auditlog.readiness).
-OWN_DATABASE_HANDLING = frozenset({"/healthz", "/readyz"})
 
 
 class ApiErrorMiddleware:
@@ -31,7 +30,15 @@ class ApiErrorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if request.path_info in OWN_DATABASE_HANDLING:
+        if is_api_request(request):
+            # What CommonMiddleware did for these before it became site-only: refuse a Host not
+            # in ALLOWED_HOSTS (DisallowedHost: a 400), and declare the length of the answer.
+            request.get_host()
+            return _with_length(self._call(request))
+        return self._call(request)
+
+    def _call(self, request):
+        if request.path_info in PROBES:
             return self.get_response(request)
         request_guard.begin(settings.DATABASE_REQUEST_TIMEOUT)
         request.auditlog_database_failure = None  # or "failed", or "lost" (the connection too)
@@ -64,6 +71,12 @@ class ApiErrorMiddleware:
             return errors.error_response(errors.ApiError(errors.NOT_FOUND, errors.MSG_NOT_FOUND))
         logger.exception("unexpected error on %s %s", request.method, request.path)
         return errors.error_response(errors.ApiError(errors.INTERNAL_ERROR, errors.MSG_INTERNAL))
+
+
+def _with_length(response):
+    if not response.streaming and not response.has_header("Content-Length"):
+        response.headers["Content-Length"] = str(len(response.content))
+    return response
 
 
 def _has_body(request) -> bool:

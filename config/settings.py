@@ -43,15 +43,19 @@ INSTALLED_APPS = [
     "auditlog.apps.AuditlogConfig",
 ]
 
+# API requests (/api/, the probes) skip the middleware only the admin needs: Django's own,
+# wrapped to pass them straight through (auditlog.site_middleware). They keep those whose work
+# is a few attribute reads for them and which system checks look for by name: security, CSRF
+# (the API views are csrf_exempt), X-Frame-Options, axes.
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "auditlog.site_middleware.WhiteNoiseMiddleware",
     "auditlog.middleware.ApiErrorMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    "auditlog.site_middleware.SessionMiddleware",
+    "auditlog.site_middleware.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "auditlog.site_middleware.AuthenticationMiddleware",
+    "auditlog.site_middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into its lockout response.
     "axes.middleware.AxesMiddleware",

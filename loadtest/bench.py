@@ -3,6 +3,8 @@
 Scenarios, each with the same gunicorn settings (2 workers x 4 threads, production config):
   (a) empty Django JSON endpoint (parses the body, answers 201, no database), on the same
       gunicorn as (b) or (c), alternating with it in rounds so both see the same load drift
+  (a0) the same endpoint in a bare Django app (loadtest/bare_app.py: no middleware, no apps),
+      on its own gunicorn, alternating in the same rounds: the framework's floor
   (b) single-event POST on SQLite, (c) on PostgreSQL
   (d) batch POSTs of 1,000 events on each database
   (e) the raw insert limit: the rows of (d), built beforehand, bulk-inserted with no framework
@@ -138,13 +140,14 @@ def _summary(latencies, statuses, concurrency, wall, app_cpu, db_cpu) -> dict:
     }
 
 
-def interleaved(server, token, scenarios: dict, rounds: int = 4) -> dict:
-    """Run each scenario in `rounds` slices, alternating, and merge: on a shared machine the
-    load drifts during a run, and alternating exposes every scenario to the same drift."""
+def interleaved(token, scenarios: dict, rounds: int = 4) -> dict:
+    """Run each scenario (on its server) in `rounds` slices, alternating, and merge: on a shared
+    machine the load drifts during a run, and alternating exposes every scenario to the same
+    drift."""
     merged = {name: ([], {}, 0.0, 0.0, 0.0) for name in scenarios}
     concurrency = {}
     for round_number in range(rounds):
-        for name, (path, make_bodies, conc, use_token) in scenarios.items():
+        for name, (server, path, make_bodies, conc, use_token) in scenarios.items():
             result = load(server, path, make_bodies(round_number), conc, token if use_token else None)
             latencies, statuses, wall, app_cpu, db_cpu = merged[name]
             r_latencies, r_statuses, r_wall, r_app, r_db = result["_raw"]
@@ -169,22 +172,32 @@ def batch_bodies(batches: int, tag: str) -> list[bytes]:
 def scenario_database(name: str, database_url: str, args, results: dict) -> None:
     token = make_key(database_url)
     server = Server(database_url, f"bench-{name}", AUDITLOG_BENCH_ENDPOINT="true")
+    bare = Server(database_url, f"bench-{name}-bare", app="loadtest.bare_app:application")
     slice_size = args.requests // 4
     try:
+        load(bare, "/bench/empty", single_bodies(500, f"{name}-bwarm"), 8, None)
         load(server, "/bench/empty", single_bodies(500, f"{name}-ewarm"), 8, None)
         load(server, "/api/v1/events", single_bodies(500, f"{name}-warm"), 8, token)
         results.update(
             interleaved(
-                server,
                 token,
                 {
+                    f"bare Django app (beside {name})": (
+                        bare,
+                        "/bench/empty",
+                        lambda r: single_bodies(slice_size, f"{name}-z{r}"),
+                        32,
+                        False,
+                    ),
                     f"empty Django endpoint (beside {name})": (
+                        server,
                         "/bench/empty",
                         lambda r: single_bodies(slice_size, f"{name}-e{r}"),
                         32,
                         False,
                     ),
                     f"single POST, {name}": (
+                        server,
                         "/api/v1/events",
                         lambda r: single_bodies(slice_size, f"{name}-{r}"),
                         32,
@@ -206,6 +219,7 @@ def scenario_database(name: str, database_url: str, args, results: dict) -> None
             )
     finally:
         server.stop()
+        bare.stop()
     raw_url = (
         sqlite_database("bench-raw", fresh=True)
         if name == "sqlite"
@@ -289,12 +303,18 @@ def report(results: dict) -> None:
         row = results.get(name)
         return row and row["app_cpu_us_per_request"] + row["db_cpu_us_per_request"]
 
-    def cpu_ratio(database):
+    def cpu_ratio(database, floor="empty Django endpoint"):
         single = total_cpu(f"single POST, {database}")
-        empty = total_cpu(f"empty Django endpoint (beside {database})")
+        empty = total_cpu(f"{floor} (beside {database})")
         return single and empty and round(single / empty, 2)
 
     ratios = {
+        "b/a0 CPU per request, single POST SQLite / bare Django app (interleaved)": cpu_ratio(
+            "sqlite", "bare Django app"
+        ),
+        "c/a0 CPU per request, single POST PostgreSQL incl. database / bare Django app (interleaved)": (
+            cpu_ratio("postgres", "bare Django app")
+        ),
         "b/a CPU per request, single POST SQLite / empty (interleaved)": cpu_ratio("sqlite"),
         "c/a CPU per request, single POST PostgreSQL incl. database / empty (interleaved)": cpu_ratio(
             "postgres"

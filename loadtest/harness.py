@@ -87,12 +87,12 @@ def free_port() -> int:
 class Server:
     """gunicorn with config/gunicorn.conf.py, as in production, on a free loopback port."""
 
-    def __init__(self, database_url: str, log_name: str, **extra_env: str):
+    def __init__(self, database_url: str, log_name: str, app: str = "config.wsgi", **extra_env: str):
         OUT.mkdir(exist_ok=True)
         self.port = free_port()
         sizing = {"WEB_CONCURRENCY": str(WORKERS), "GUNICORN_THREADS": str(THREADS)}
         env = env_for(database_url, **sizing, **extra_env)
-        command = [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", "config/gunicorn.conf.py"]
+        command = [sys.executable, "-m", "gunicorn", app, "-c", "config/gunicorn.conf.py"]
         self.log = open(OUT / f"{log_name}.log", "w")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
             [*command, "--bind", f"127.0.0.1:{self.port}"],

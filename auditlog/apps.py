@@ -9,7 +9,7 @@ class AuditlogConfig(AppConfig):
     def ready(self):
         from django.db.models.signals import post_migrate, pre_migrate
 
-        from auditlog import checks, receivers  # noqa: F401  (registers checks and signal receivers)
+        from auditlog.admin import receivers  # noqa: F401  (registers checks and signal receivers)
         from auditlog.db.timeouts import migrate_finished, migrate_started
 
         pre_migrate.connect(migrate_started, dispatch_uid="auditlog.migrate_started")

@@ -1,7 +1,7 @@
 from django.db import models
 from django.db.models import Q
 
-from auditlog.uuid7 import uuid7
+from auditlog.events.uuid7 import uuid7
 
 
 class Scope(models.TextChoices):

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from auditlog import views
+from auditlog.http import views
 
 # Full paths, added to the root URLconf as they are rather than include()d: a nested resolver
 # costs every ingest request a second resolve.

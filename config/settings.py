@@ -44,18 +44,18 @@ INSTALLED_APPS = [
 ]
 
 # API requests (/api/, the probes) skip the middleware only the admin needs: Django's own,
-# wrapped to pass them straight through (auditlog.site_middleware). They keep those whose work
+# wrapped to pass them straight through (auditlog.http.site_middleware). They keep those whose work
 # is a few attribute reads for them and which system checks look for by name: security, CSRF
 # (the API views are csrf_exempt), X-Frame-Options, axes.
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "auditlog.site_middleware.WhiteNoiseMiddleware",
-    "auditlog.middleware.ApiErrorMiddleware",
-    "auditlog.site_middleware.SessionMiddleware",
-    "auditlog.site_middleware.CommonMiddleware",
+    "auditlog.http.site_middleware.WhiteNoiseMiddleware",
+    "auditlog.http.middleware.ApiErrorMiddleware",
+    "auditlog.http.site_middleware.SessionMiddleware",
+    "auditlog.http.site_middleware.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "auditlog.site_middleware.AuthenticationMiddleware",
-    "auditlog.site_middleware.MessageMiddleware",
+    "auditlog.http.site_middleware.AuthenticationMiddleware",
+    "auditlog.http.site_middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into its lockout response.
     "axes.middleware.AxesMiddleware",
@@ -181,9 +181,9 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.int("AUDITLOG_LOGIN_LOCKOUT_MINUTES", 
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
 # How many reverse proxies in front of this service append to X-Forwarded-For: the client is the
-# address the outermost one added. 0: the header is ignored (REMOTE_ADDR). See auditlog/client_ip.py.
+# address the outermost one added. 0: the header is ignored (REMOTE_ADDR). See auditlog/http/client_ip.py.
 AUDITLOG_TRUSTED_PROXIES = env.int("AUDITLOG_TRUSTED_PROXIES", default=0)
-AXES_CLIENT_IP_CALLABLE = "auditlog.client_ip.client_ip"
+AXES_CLIENT_IP_CALLABLE = "auditlog.http.client_ip.client_ip"
 # 429 with Retry-After and "Try again in 15 minutes." instead of axes' bare message.
 AXES_LOCKOUT_CALLABLE = "auditlog.admin.lockout.lockout_response"
 

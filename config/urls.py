@@ -3,7 +3,7 @@ from django.contrib import admin
 from django.urls import path
 
 import auditlog.urls
-from auditlog import views
+from auditlog.http import views
 
 urlpatterns = [
     *auditlog.urls.urlpatterns,  # first: the ingest hot path
@@ -13,10 +13,10 @@ urlpatterns = [
 ]
 
 # Under /api/ even what fails before a view runs (an unknown Host ...) answers in JSON.
-handler400 = "auditlog.views.bad_request"
-handler403 = "auditlog.views.permission_denied"
-handler404 = "auditlog.views.page_not_found"
-handler500 = "auditlog.views.server_error"
+handler400 = "auditlog.http.views.bad_request"
+handler403 = "auditlog.http.views.permission_denied"
+handler404 = "auditlog.http.views.page_not_found"
+handler500 = "auditlog.http.views.server_error"
 
 if settings.AUDITLOG_BENCH_ENDPOINT:  # `make bench` only: the same stack with no database work
     urlpatterns.insert(0, path("bench/empty", views.bench_empty))

@@ -53,10 +53,10 @@ RAW_INSERT = r"""
 import json, time
 from django.db import transaction
 from django.utils import timezone
-from auditlog.bulk import EventRows, events_insert
-from auditlog.services import api_key_create
-from auditlog.uuid7 import uuid7
-from auditlog.validation import event_validate
+from auditlog.ingest.storage import EventRows, events_insert
+from auditlog.keys.services import api_key_create
+from auditlog.events.uuid7 import uuid7
+from auditlog.events.validation import event_validate
 source, _ = api_key_create(name="raw", scopes={"write"})
 event = json.loads(EVENT_JSON)
 make = EventRows(received_at=timezone.now(), source_id=source.pk)

@@ -34,9 +34,9 @@ from io import StringIO
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection
-from auditlog.cursor import cursor_encode
+from auditlog.reading.keyset import cursor_encode
 from auditlog.models import ActionLog
-from auditlog.services import api_key_create
+from auditlog.keys.services import api_key_create
 
 have = ActionLog.objects.count()
 if have < EVENTS:

@@ -3,8 +3,8 @@ import json
 import pytest
 from django.db import connection
 
+from auditlog.keys.services import api_key_create
 from auditlog.models import Scope
-from auditlog.services import api_key_create
 
 EVENTS_URL = "/api/v1/events"
 BATCH_URL = "/api/v1/events/batch"

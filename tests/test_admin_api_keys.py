@@ -1,9 +1,9 @@
 import pytest
 from django.test import override_settings
 
+from auditlog.keys.selectors import api_key_get_by_token
+from auditlog.keys.services import api_key_create
 from auditlog.models import ApiKey
-from auditlog.selectors import api_key_get_by_token
-from auditlog.services import api_key_create
 
 pytestmark = pytest.mark.django_db
 

@@ -12,8 +12,8 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from auditlog.ingest.services import INTERNAL_SOURCE_NAME
 from auditlog.models import ActionLog
-from auditlog.services import INTERNAL_SOURCE_NAME
 from tests.conftest import BATCH_URL, make_event
 
 pytestmark = pytest.mark.django_db

@@ -6,9 +6,7 @@ import json
 import pytest
 from django.test import Client
 
-from auditlog import errors, filters
-from auditlog.models import ActionLog
-from auditlog.validation import (
+from auditlog.events.validation import (
     FIELD_MORE,
     MAX_FIELD_ERRORS,
     MAX_FIELD_NAME,
@@ -24,6 +22,9 @@ from auditlog.validation import (
     MSG_NUMBER_RANGE,
     MSG_OUTCOME,
 )
+from auditlog.http import errors
+from auditlog.models import ActionLog
+from auditlog.reading import filters
 from tests.conftest import BATCH_URL, EVENTS_URL, make_event
 
 pytestmark = pytest.mark.django_db

@@ -3,8 +3,8 @@ import logging
 import pytest
 from django.test import RequestFactory
 
-from auditlog import client_ip as client_ip_module
-from auditlog.client_ip import client_ip
+from auditlog.http import client_ip as client_ip_module
+from auditlog.http.client_ip import client_ip
 
 PROXY = "10.0.0.5"
 
@@ -67,7 +67,7 @@ def test_a_junk_entry_falls_back_to_remote_addr(proxies, junk):
 def test_the_fallback_warns_once_per_process(proxies, caplog):
     proxies(1)
 
-    with caplog.at_level(logging.WARNING, logger="auditlog.client_ip"):
+    with caplog.at_level(logging.WARNING, logger="auditlog.http.client_ip"):
         client_ip(request("unknown"))
         client_ip(request("unknown"))
 
@@ -78,7 +78,7 @@ def test_the_fallback_warns_once_per_process(proxies, caplog):
 def test_a_valid_entry_does_not_warn(proxies, caplog):
     proxies(1)
 
-    with caplog.at_level(logging.WARNING, logger="auditlog.client_ip"):
+    with caplog.at_level(logging.WARNING, logger="auditlog.http.client_ip"):
         client_ip(request("203.0.113.9"))
 
     assert caplog.records == []

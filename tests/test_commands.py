@@ -4,8 +4,8 @@ import pytest
 from django.core.management import CommandError, call_command, load_command_class
 from django.test import override_settings
 
+from auditlog.keys.selectors import api_key_get_by_token
 from auditlog.models import ApiKey
-from auditlog.selectors import api_key_get_by_token
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from auditlog.demo import ACTIONS, DEMO_KEY_NAME
+from auditlog.ingest.demo import ACTIONS, DEMO_KEY_NAME
 from auditlog.models import ActionLog
 
 pytestmark = pytest.mark.django_db

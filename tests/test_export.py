@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from django.core.management import call_command
 
+from auditlog.keys.services import api_key_create
 from auditlog.models import ActionLog, Scope
-from auditlog.services import api_key_create
 
 pytestmark = pytest.mark.django_db
 

@@ -16,9 +16,7 @@ from uuid import UUID
 import pytest
 from django.utils import timezone as django_timezone
 
-from auditlog import sealing
-from auditlog.bulk import COLUMNS
-from auditlog.formats import (
+from auditlog.events.formats import (
     ANCHOR_MAC_V1,
     BLOCK_MAC_V1,
     NOT_IN_PAYLOAD_HASH,
@@ -26,9 +24,11 @@ from auditlog.formats import (
     PAYLOAD_HASH_V1,
     SEAL_CANONICAL_V1,
 )
+from auditlog.events.validation import EventInput, event_validate
+from auditlog.ingest.services import event_record_internal
+from auditlog.ingest.storage import COLUMNS
 from auditlog.models import ActionLog, ApiKey, SealAnchor, SealBlock
-from auditlog.services import event_record_internal
-from auditlog.validation import EventInput, event_validate
+from auditlog.trail import sealing
 
 NOW = datetime(2026, 2, 1, tzinfo=UTC)
 

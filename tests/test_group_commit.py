@@ -10,12 +10,13 @@ import pytest
 from django.db import IntegrityError, OperationalError, connection
 from django.utils import timezone
 
-from auditlog.bulk import EventRows
-from auditlog.group_commit import group_commit
+from auditlog.events.uuid7 import uuid7
+from auditlog.events.validation import event_validate
+from auditlog.ingest.group_commit import group_commit
+from auditlog.ingest.services import CREATED, REPLAYED, IdempotencyConflict, event_create
+from auditlog.ingest.storage import EventRows
+from auditlog.keys.services import api_key_create
 from auditlog.models import ActionLog, Scope
-from auditlog.services import CREATED, REPLAYED, IdempotencyConflict, api_key_create, event_create
-from auditlog.uuid7 import uuid7
-from auditlog.validation import event_validate
 from tests.conftest import make_event
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -3,7 +3,7 @@ import sqlite3
 import pytest
 from django.db import connection
 
-from auditlog import errors
+from auditlog.http import errors
 from auditlog.models import ActionLog
 from tests.conftest import BATCH_URL, EVENTS_URL, make_event, requires_sqlite
 

@@ -6,7 +6,7 @@ import time
 import pytest
 from django.db import connection
 
-from auditlog.locking import sqlite_writer_queue
+from auditlog.db.writer_queue import sqlite_writer_queue
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,10 +9,10 @@ from django.http import QueryDict
 from django.urls import URLPattern, get_resolver
 from schemathesis.specs.openapi.definitions import OPENAPI_31
 
-from auditlog import errors
-from auditlog.filters import event_filters_parse
-from auditlog.openapi import openapi_document
-from auditlog.validation import MAX_SAFE_INTEGER, ValidationFailed, event_validate
+from auditlog.events.validation import MAX_SAFE_INTEGER, ValidationFailed, event_validate
+from auditlog.http import errors
+from auditlog.http.openapi import openapi_document
+from auditlog.reading.filters import event_filters_parse
 from tests.conftest import make_event
 from tests.test_api_contract import ACCEPTED_DATETIMES, REFUSED_DATETIMES
 

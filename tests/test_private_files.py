@@ -44,8 +44,8 @@ import django
 django.setup()
 from django.core.management import CommandError, call_command
 from django.db import connection
-from auditlog.locking import sqlite_writer_queue
-from auditlog.services import api_key_create
+from auditlog.db.writer_queue import sqlite_writer_queue
+from auditlog.keys.services import api_key_create
 call_command("migrate", "--noinput", verbosity=0)
 with sqlite_writer_queue():
     api_key_create(name="first", scopes={"write"})

@@ -9,10 +9,10 @@ from django.http import QueryDict
 from django.test import RequestFactory
 
 from auditlog.admin.pagination import COUNT_BOUND
-from auditlog.cursor import cursor_encode
-from auditlog.filters import event_filters_parse
 from auditlog.models import ActionLog
-from auditlog.selectors import event_list, event_queryset, idempotency_lookup_query
+from auditlog.reading.filters import event_filters_parse
+from auditlog.reading.keyset import cursor_encode
+from auditlog.reading.selectors import event_list, event_queryset, idempotency_lookup_query
 
 pytestmark = pytest.mark.django_db
 
@@ -87,7 +87,7 @@ def test_api_prefix_page_merges_per_action_index_ranges(api, django_assert_num_q
 def test_api_page_after_a_cursor_uses_an_index():
     from datetime import UTC, datetime
 
-    from auditlog.selectors import _before
+    from auditlog.reading.selectors import _before
 
     queryset = _before(
         event_queryset(event_filters_parse(QueryDict())), (datetime(2026, 1, 1, tzinfo=UTC), 10)

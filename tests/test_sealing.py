@@ -9,10 +9,10 @@ from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from auditlog import sealing
-from auditlog.append_only import delete_permit_grant, delete_permit_revoke
 from auditlog.models import ActionLog, EventSeal, SealAnchor, SealBlock
-from auditlog.retention import events_purge, events_purge_plan
+from auditlog.trail import sealing
+from auditlog.trail.append_only import delete_permit_grant, delete_permit_revoke
+from auditlog.trail.retention import events_purge, events_purge_plan
 from tests.conftest import EVENTS_URL, make_event
 
 pytestmark = pytest.mark.django_db

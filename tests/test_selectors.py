@@ -5,9 +5,9 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
+from auditlog.keys.selectors import api_key_get_by_token
+from auditlog.keys.services import api_key_revoke
 from auditlog.models import ApiKey
-from auditlog.selectors import api_key_get_by_token
-from auditlog.services import api_key_revoke
 from tests.conftest import EVENTS_URL
 
 pytestmark = pytest.mark.django_db

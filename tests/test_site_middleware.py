@@ -1,4 +1,4 @@
-"""API requests skip the middleware only the admin needs (auditlog.site_middleware); the admin
+"""API requests skip the middleware only the admin needs (auditlog.http.site_middleware); the admin
 keeps Django's whole stack."""
 
 import pytest

@@ -1,6 +1,6 @@
 import os
 
-from auditlog.uuid7 import uuid7
+from auditlog.events.uuid7 import uuid7
 
 
 def test_uuid7_is_version_7_and_time_ordered():

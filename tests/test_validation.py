@@ -2,8 +2,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from auditlog import validation
-from auditlog.validation import ValidationFailed, event_validate
+from auditlog.events import validation
+from auditlog.events.validation import ValidationFailed, event_validate
 from tests.conftest import make_event
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

@@ -5,11 +5,11 @@ from datetime import UTC, datetime
 import pytest
 from django.utils import timezone
 
-from auditlog import api as http
-from auditlog import errors, validation
+from auditlog.events import validation
+from auditlog.http import endpoint, errors
+from auditlog.http.views import MSG_BATCH_HEADER
+from auditlog.keys.services import api_key_create, api_key_revoke
 from auditlog.models import ActionLog
-from auditlog.services import api_key_create, api_key_revoke
-from auditlog.views import MSG_BATCH_HEADER
 from tests.conftest import BATCH_URL, EVENTS_URL, ApiClient, make_event
 
 pytestmark = pytest.mark.django_db
@@ -119,7 +119,7 @@ def test_missing_token_is_unauthorized(anonymous_api):
     response = anonymous_api.post(EVENTS_URL, make_event())
 
     assert response.status_code == 401
-    assert response.json() == error_body(errors.UNAUTHORIZED, http.MSG_NO_TOKEN)
+    assert response.json() == error_body(errors.UNAUTHORIZED, endpoint.MSG_NO_TOKEN)
     assert response["WWW-Authenticate"] == 'Bearer realm="auditlog"'
     assert not ActionLog.objects.exists()
 
@@ -128,7 +128,7 @@ def test_wrong_token_is_unauthorized(client):
     response = ApiClient(client, "al_00000000_not-a-real-secret").post(EVENTS_URL, make_event())
 
     assert response.status_code == 401
-    assert response.json() == error_body(errors.UNAUTHORIZED, http.MSG_BAD_TOKEN)
+    assert response.json() == error_body(errors.UNAUTHORIZED, endpoint.MSG_BAD_TOKEN)
 
 
 def test_revoked_token_is_unauthorized(api, writer_key):
@@ -136,14 +136,14 @@ def test_revoked_token_is_unauthorized(api, writer_key):
     response = api.post(EVENTS_URL, make_event())
 
     assert response.status_code == 401
-    assert response.json() == error_body(errors.UNAUTHORIZED, http.MSG_BAD_TOKEN)
+    assert response.json() == error_body(errors.UNAUTHORIZED, endpoint.MSG_BAD_TOKEN)
 
 
 def test_read_only_key_cannot_post(reader_api):
     response = reader_api.post(EVENTS_URL, make_event())
 
     assert response.status_code == 403
-    assert response.json() == error_body(errors.FORBIDDEN, http.MSG_SCOPE.format(scope="write"))
+    assert response.json() == error_body(errors.FORBIDDEN, endpoint.MSG_SCOPE.format(scope="write"))
     assert not ActionLog.objects.exists()
 
 
@@ -171,7 +171,7 @@ def test_non_object_body_is_invalid_json(api, body):
     response = api.post(EVENTS_URL, body)
 
     assert response.status_code == 400
-    assert response.json() == error_body(errors.INVALID_JSON, http.MSG_NOT_OBJECT)
+    assert response.json() == error_body(errors.INVALID_JSON, endpoint.MSG_NOT_OBJECT)
 
 
 @pytest.mark.parametrize("body", ['{"action": NaN}', '{"a": -Infinity}'])
@@ -205,7 +205,7 @@ def test_other_content_type_is_unsupported(api, content_type):
     response = api.post(EVENTS_URL, json.dumps(make_event()), content_type=content_type)
 
     assert response.status_code == 415
-    assert response.json() == error_body(errors.UNSUPPORTED_MEDIA_TYPE, http.MSG_MEDIA_TYPE)
+    assert response.json() == error_body(errors.UNSUPPORTED_MEDIA_TYPE, endpoint.MSG_MEDIA_TYPE)
     assert not ActionLog.objects.exists()
 
 
@@ -220,7 +220,7 @@ def test_two_mebibyte_body_is_payload_too_large(api):
     response = api.post(EVENTS_URL, body)
 
     assert response.status_code == 413
-    assert response.json() == error_body(errors.PAYLOAD_TOO_LARGE, http.MSG_TOO_LARGE.format(limit=65536))
+    assert response.json() == error_body(errors.PAYLOAD_TOO_LARGE, endpoint.MSG_TOO_LARGE.format(limit=65536))
     assert not ActionLog.objects.exists()
 
 
@@ -392,7 +392,7 @@ def test_unexpected_exception_is_json_500(api, monkeypatch):
     def explode(**kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("auditlog.views.event_create", explode)
+    monkeypatch.setattr("auditlog.http.views.event_create", explode)
     api.client.raise_request_exception = False
     response = api.post(EVENTS_URL, make_event())
 

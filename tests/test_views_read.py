@@ -2,10 +2,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from auditlog import errors, filters, validation
-from auditlog.cursor import cursor_encode
+from auditlog.events import validation
+from auditlog.http import errors
+from auditlog.keys.services import api_key_create
 from auditlog.models import ActionLog
-from auditlog.services import api_key_create
+from auditlog.reading import filters
+from auditlog.reading.keyset import cursor_encode
 from tests.conftest import EVENTS_URL, ApiClient, make_event
 
 pytestmark = pytest.mark.django_db

@@ -5,9 +5,9 @@ from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 
-from auditlog.forms import ApiKeyCreateForm
+from auditlog.admin.forms import ApiKeyCreateForm
+from auditlog.keys.services import MSG_REVOKED_FROM_A_SERVER_PROCESS, api_key_create, api_key_revoke
 from auditlog.models import ApiKey
-from auditlog.services import MSG_REVOKED_FROM_A_SERVER_PROCESS, api_key_create, api_key_revoke
 
 
 @admin.register(ApiKey)

@@ -11,10 +11,10 @@ from django.utils.http import urlencode
 
 from auditlog.admin.filters import ActionFilter, ActorTypeFilter, OccurredRangeFilter, TargetTypeFilter
 from auditlog.admin.pagination import BoundedCountPaginator
-from auditlog.export import CONTENT_TYPES, FORMATS, events_export_lines
+from auditlog.ingest.services import event_record_internal
 from auditlog.models import ActionLog
-from auditlog.selectors import TARGET_PREFIX, event_search, events_iterate
-from auditlog.services import event_record_internal
+from auditlog.reading.export import CONTENT_TYPES, FORMATS, events_export_lines
+from auditlog.reading.selectors import TARGET_PREFIX, event_search, events_iterate
 
 SEARCH_HELP = 'Exact match: an actor id (42), "target:7" or "target:invoice:7", or an event id (UUID).'
 

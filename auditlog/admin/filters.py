@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.utils import timezone
 
-from auditlog.selectors import event_distinct_values
+from auditlog.reading.selectors import event_distinct_values
 
 MSG_BAD_DATE = "Use a date (2026-03-01) or a date-time (2026-03-01T14:00); times are UTC."
 

@@ -1,7 +1,7 @@
 from django.core.paginator import Paginator
 from django.utils.functional import cached_property
 
-from auditlog.selectors import event_count_estimate
+from auditlog.reading.selectors import event_count_estimate
 
 COUNT_BOUND = 10_000
 

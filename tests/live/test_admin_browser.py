@@ -12,9 +12,10 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.utils import timezone
 
+from auditlog.events.validation import event_validate
+from auditlog.ingest.services import event_create
+from auditlog.keys.services import api_key_create
 from auditlog.models import ActionLog
-from auditlog.services import api_key_create, event_create
-from auditlog.validation import event_validate
 from tests.live.conftest import LOG_DIR
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from auditlog import errors
+from auditlog.http import errors
 from auditlog.models import ActionLog
 from tests.conftest import EVENTS_URL, make_event
 from tests.live.conftest import free_port

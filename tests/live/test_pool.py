@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection
 
-from auditlog import errors
+from auditlog.http import errors
 from auditlog.models import ActionLog
 from tests.conftest import BATCH_URL, EVENTS_URL, make_event, requires_postgres
 from tests.live import pg

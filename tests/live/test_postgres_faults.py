@@ -6,7 +6,7 @@ import time
 import pytest
 from django.db import connection
 
-from auditlog import errors
+from auditlog.http import errors
 from auditlog.models import ActionLog
 from tests.conftest import requires_postgres
 from tests.live import load, pg

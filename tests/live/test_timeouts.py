@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import pytest
 from django.db import connection
 
-from auditlog import errors
+from auditlog.http import errors
 from auditlog.models import ActionLog
 from tests.conftest import EVENTS_URL, make_event, requires_postgres, requires_sqlite
 from tests.live import faults, pg

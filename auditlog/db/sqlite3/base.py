@@ -1,12 +1,12 @@
 """Django's SQLite backend, with the database file created readable by its owner only.
 
 SQLite creates a missing database 0644 (less the umask), and gives its -wal and -shm files the
-database's mode: creating the file 0600 first makes all three 0600 (auditlog.private_files).
+database's mode: creating the file 0600 first makes all three 0600 (auditlog.db.private_files).
 """
 
 from django.db.backends.sqlite3 import base
 
-from auditlog.private_files import private_file_create
+from auditlog.db.private_files import private_file_create
 
 
 class DatabaseWrapper(base.DatabaseWrapper):

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from auditlog.keys.services import api_key_create
 from auditlog.models import Scope
-from auditlog.services import api_key_create
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from auditlog.db.timeouts import command_timeouts
-from auditlog.demo import events_demo_create
+from auditlog.ingest.demo import events_demo_create
 
 
 class Command(BaseCommand):

@@ -5,12 +5,12 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from django.http import QueryDict
 
+from auditlog.db.private_files import private_file_open_overwrite
 from auditlog.db.timeouts import command_timeouts
-from auditlog.export import FORMATS, events_export_lines
-from auditlog.filters import event_filters_parse
-from auditlog.private_files import private_file_open_overwrite
-from auditlog.selectors import event_queryset, events_iterate
-from auditlog.validation import ValidationFailed
+from auditlog.events.validation import ValidationFailed
+from auditlog.reading.export import FORMATS, events_export_lines
+from auditlog.reading.filters import event_filters_parse
+from auditlog.reading.selectors import event_queryset, events_iterate
 
 FILTERS = {
     "actor_id": "Exact actor id.",

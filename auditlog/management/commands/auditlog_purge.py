@@ -4,9 +4,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from auditlog.db.timeouts import command_timeouts
-from auditlog.retention import events_purge, events_purge_plan
-from auditlog.sealing import SealError
-from auditlog.services import event_record_internal
+from auditlog.ingest.services import event_record_internal
+from auditlog.trail.retention import events_purge, events_purge_plan
+from auditlog.trail.sealing import SealError
 
 
 class Command(BaseCommand):

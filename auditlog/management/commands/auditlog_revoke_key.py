@@ -1,8 +1,8 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from auditlog.keys.services import MSG_REVOKED_FROM_ANOTHER_PROCESS, api_key_revoke
 from auditlog.models import ApiKey
-from auditlog.services import MSG_REVOKED_FROM_ANOTHER_PROCESS, api_key_revoke
 
 
 def revoked_notice() -> str:

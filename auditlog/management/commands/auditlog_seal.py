@@ -3,7 +3,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from auditlog.db.timeouts import command_timeouts
-from auditlog.sealing import SealError, events_seal
+from auditlog.trail.sealing import SealError, events_seal
 
 
 class Command(BaseCommand):

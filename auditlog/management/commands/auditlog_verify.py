@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 from django.core.management.base import BaseCommand, CommandError
 
 from auditlog.db.timeouts import command_timeouts
-from auditlog.sealing import SealError, chain_verify
+from auditlog.trail.sealing import SealError, chain_verify
 
 
 def moment(value: str) -> datetime:

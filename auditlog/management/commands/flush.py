@@ -1,7 +1,7 @@
 from django.core.management.commands import flush
 from django.db import transaction
 
-from auditlog.append_only import delete_permit_grant, delete_permit_revoke
+from auditlog.trail.append_only import delete_permit_grant, delete_permit_revoke
 
 
 class Command(flush.Command):

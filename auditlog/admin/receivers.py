@@ -4,7 +4,7 @@ from axes.signals import user_locked_out
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.dispatch import receiver
 
-from auditlog.services import event_record_internal
+from auditlog.ingest.services import event_record_internal
 
 
 @receiver(user_logged_in)

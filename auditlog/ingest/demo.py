@@ -11,10 +11,10 @@ from datetime import datetime, timedelta
 from django.db import connection
 from django.utils import timezone
 
-from auditlog.bulk import events_bulk_insert_prepared, rows_prepare
+from auditlog.events.uuid7 import uuid7
+from auditlog.ingest.storage import events_bulk_insert_prepared, rows_prepare
+from auditlog.keys.services import api_key_create
 from auditlog.models import ApiKey
-from auditlog.services import api_key_create
-from auditlog.uuid7 import uuid7
 
 DEMO_KEY_NAME = "demo-data"
 ACTORS = 3000

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from django.core.serializers.json import DjangoJSONEncoder
 
 from auditlog.models import ActionLog
-from auditlog.serialization import event_as_dict
+from auditlog.reading.serialization import event_as_dict
 
 FORMATS = ("csv", "jsonl")
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/jsonl; charset=utf-8"}

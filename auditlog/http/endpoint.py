@@ -8,12 +8,12 @@ from django.conf import settings
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from auditlog import errors
-from auditlog.connections import pooled_connection_release
-from auditlog.read_deadline import read_in_time
-from auditlog.selectors import api_key_get_by_token
-from auditlog.services import api_key_touch
-from auditlog.validation import DuplicateKeys
+from auditlog.db.connections import pooled_connection_release
+from auditlog.events.validation import DuplicateKeys
+from auditlog.http import errors
+from auditlog.http.read_deadline import read_in_time
+from auditlog.keys.selectors import api_key_get_by_token
+from auditlog.keys.services import api_key_touch
 
 MSG_NO_TOKEN = "Send an API key as `Authorization: Bearer <token>`."
 MSG_BAD_TOKEN = "The API key is invalid or revoked."

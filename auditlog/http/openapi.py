@@ -9,8 +9,10 @@ descriptions.
 
 from django.conf import settings
 
-from auditlog import errors, filters, validation
+from auditlog.events import validation
+from auditlog.http import errors
 from auditlog.models import Outcome
+from auditlog.reading import filters
 
 NO_NUL = "^[^\\x00]*$"
 # The Idempotency-Key header as the server sees it: HTTP drops spaces and tabs around a value.

@@ -5,9 +5,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from auditlog.cursor import CursorOfAnotherList, InvalidCursor, cursor_decode
-from auditlog.models import Outcome
-from auditlog.validation import (
+from auditlog.events.validation import (
     ACTION_CHARS,
     MAX_ACTION,
     MSG_BLANK,
@@ -19,6 +17,8 @@ from auditlog.validation import (
     datetime_parse,
     msg_too_long,
 )
+from auditlog.models import Outcome
+from auditlog.reading.keyset import CursorOfAnotherList, InvalidCursor, cursor_decode
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500

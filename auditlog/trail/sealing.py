@@ -16,12 +16,12 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from auditlog.connections import close_old_connections_between_units
-from auditlog.formats import ANCHOR_MAC_V1, BLOCK_MAC_V1, SEAL_CANONICAL_V1
-from auditlog.locking import sqlite_writer_queue
+from auditlog.db.connections import close_old_connections_between_units
+from auditlog.db.writer_queue import sqlite_writer_queue
+from auditlog.events.formats import ANCHOR_MAC_V1, BLOCK_MAC_V1, SEAL_CANONICAL_V1
 from auditlog.models import ActionLog, EventSeal, SealAnchor, SealBlock
 
-# The one version there is: SealBlock records no format version yet (see auditlog.formats).
+# The one version there is: SealBlock records no format version yet (see auditlog.events.formats).
 GENESIS = SEAL_CANONICAL_V1.genesis
 canonical = SEAL_CANONICAL_V1.canonical
 link = SEAL_CANONICAL_V1.link

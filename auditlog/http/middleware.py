@@ -4,11 +4,11 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from django.http import Http404, HttpResponse
 
-from auditlog import errors
-from auditlog.api import MSG_BODY_TIMEOUT
 from auditlog.db.request_guard import connection_lost, request_guard
-from auditlog.read_deadline import read_in_time
-from auditlog.site_middleware import PROBES, is_api_request
+from auditlog.http import errors
+from auditlog.http.endpoint import MSG_BODY_TIMEOUT
+from auditlog.http.read_deadline import read_in_time
+from auditlog.http.site_middleware import PROBES, is_api_request
 
 logger = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from auditlog.append_only import delete_permit_grant, delete_permit_revoke
-from auditlog.connections import close_old_connections_between_units
-from auditlog.locking import sqlite_writer_queue
+from auditlog.db.connections import close_old_connections_between_units
+from auditlog.db.writer_queue import sqlite_writer_queue
 from auditlog.models import ActionLog, EventSeal, SealAnchor, SealBlock
-from auditlog.sealing import anchor_mac, current_key, seal_head
+from auditlog.trail.append_only import delete_permit_grant, delete_permit_revoke
+from auditlog.trail.sealing import anchor_mac, current_key, seal_head
 
 PAUSE_BETWEEN_BATCHES = 0.01  # seconds: lets waiting writers in between batches
 

@@ -7,17 +7,17 @@ from django.utils import timezone
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
-from auditlog import errors
-from auditlog.api import api_route, parse_json_object, requires_scope
-from auditlog.cursor import cursor_encode
-from auditlog.filters import event_filters_parse
+from auditlog.events.validation import DuplicateKeys, ValidationFailed, event_validate
+from auditlog.http import errors
+from auditlog.http.endpoint import api_route, parse_json_object, requires_scope
+from auditlog.http.openapi import openapi_document
+from auditlog.http.readiness import database_ready
+from auditlog.ingest.services import CONFLICT, IdempotencyConflict, event_create, events_create_batch
 from auditlog.models import ActionLog, Scope
-from auditlog.openapi import openapi_document
-from auditlog.readiness import database_ready
-from auditlog.selectors import event_get, event_list
-from auditlog.serialization import event_as_dict, json_timestamp
-from auditlog.services import CONFLICT, IdempotencyConflict, event_create, events_create_batch
-from auditlog.validation import DuplicateKeys, ValidationFailed, event_validate
+from auditlog.reading.filters import event_filters_parse
+from auditlog.reading.keyset import cursor_encode
+from auditlog.reading.selectors import event_get, event_list
+from auditlog.reading.serialization import event_as_dict, json_timestamp
 
 MSG_BATCH_EVENTS = "Must be a list of 1 to {limit} events."
 MSG_BATCH_HEADER = "Idempotency-Key does not apply to a batch; set idempotency_key on each event."

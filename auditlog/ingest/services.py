@@ -2,28 +2,24 @@
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from uuid import UUID
 
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from auditlog.bulk import EventRows, events_insert, events_insert_new
-from auditlog.client_ip import client_ip
-from auditlog.formats import PAYLOAD_HASH_V1, metadata_canonical
-from auditlog.group_commit import group_commit
-from auditlog.locking import lock_wait_at_most, sqlite_writer_queue
-from auditlog.models import ActionLog, ApiKey, Scope
-from auditlog.selectors import api_key_cache_forget, events_get_by_idempotency_keys
-from auditlog.tokens import token_generate, token_hash
-from auditlog.uuid7 import uuid7
-from auditlog.validation import EventInput
+from auditlog.db.writer_queue import sqlite_writer_queue
+from auditlog.events.formats import PAYLOAD_HASH_V1, metadata_canonical
+from auditlog.events.uuid7 import uuid7
+from auditlog.events.validation import EventInput
+from auditlog.http.client_ip import client_ip
+from auditlog.ingest.group_commit import group_commit
+from auditlog.ingest.storage import EventRows, events_insert, events_insert_new
+from auditlog.keys.tokens import token_generate, token_hash
+from auditlog.models import ActionLog, ApiKey
+from auditlog.reading.selectors import events_get_by_idempotency_keys
 
 logger = logging.getLogger(__name__)
-LAST_USED_RESOLUTION = timedelta(minutes=1)
-# A key's last use is bookkeeping: a request never waits long for a lock to record it.
-TOUCH_LOCK_WAIT_SECONDS = 0.05
 # A concurrent batch with the same idempotency key can win the race on PostgreSQL between our
 # lookup and our insert; the retry then finds its row. SQLite serialises batches (IMMEDIATE).
 BATCH_ATTEMPTS = 3
@@ -79,7 +75,7 @@ def event_create(*, source: ApiKey, event: EventInput) -> EventOutcome:
 
     Insert first and look up only when the key was taken: one statement in the common case and
     no read-then-write window. Concurrent calls in one process share that statement (group
-    commit: auditlog.group_commit); inside a caller's transaction the event is inserted there,
+    commit: auditlog.ingest.group_commit); inside a caller's transaction the event is inserted there,
     alone. Raises IdempotencyConflict when the key was used for another body.
     """
     received_at = timezone.now()
@@ -161,54 +157,6 @@ class _Replayable:
     uuid: UUID
     received_at: datetime
     payload_hash: str
-
-
-def api_key_create(*, name: str, scopes: set[str]) -> tuple[ApiKey, str]:
-    """Create a key; return it and its token, which exists only in this return value."""
-    unknown = set(scopes) - set(Scope.values)
-    if not scopes or unknown:
-        raise ValueError(f"scopes must be a non-empty subset of {sorted(Scope.values)}")
-    prefix, token = token_generate()
-    key = ApiKey.objects.create(
-        name=name, prefix=prefix, key_hash=token_hash(token), scopes=",".join(sorted(scopes))
-    )
-    return key, token
-
-
-# What revoking means for requests: each server process caches a valid key (selectors).
-MSG_REVOKED_FROM_ANOTHER_PROCESS = (
-    "Requests with it get 401 within {seconds:g} s: each server process (gunicorn worker) "
-    "caches a valid key for AUDITLOG_API_KEY_CACHE_SECONDS ({seconds:g} s)."
-)
-MSG_REVOKED_FROM_A_SERVER_PROCESS = (
-    "Requests with them get 401 at once from this server process, and within {seconds:g} s from "
-    "the others (gunicorn workers): each caches a valid key for AUDITLOG_API_KEY_CACHE_SECONDS "
-    "({seconds:g} s)."
-)
-
-
-def api_key_revoke(*, key: ApiKey) -> ApiKey:
-    if key.revoked_at is None:
-        key.revoked_at = timezone.now()
-        key.save(update_fields=["revoked_at"])
-    api_key_cache_forget(key)  # at once here; other processes within AUDITLOG_API_KEY_CACHE_SECONDS
-    return key
-
-
-def api_key_touch(*, key: ApiKey) -> None:
-    """Record use, at most once per LAST_USED_RESOLUTION, so reads do not turn into writes."""
-    now = timezone.now()
-    if key.last_used_at is not None and now - key.last_used_at < LAST_USED_RESOLUTION:
-        return
-    stale = Q(last_used_at__isnull=True) | Q(last_used_at__lt=now - LAST_USED_RESOLUTION)
-    key.last_used_at = now  # one attempt a minute, whatever happens to it
-    try:
-        with lock_wait_at_most(TOUCH_LOCK_WAIT_SECONDS):
-            ApiKey.objects.filter(stale, pk=key.pk).update(last_used_at=now)  # one writer a minute wins
-    except OperationalError as exc:
-        if not connection.is_usable():  # the database itself is gone: the request cannot go on
-            raise
-        logger.info("last use of key %s not recorded (a lock is held): %s", key.prefix, exc)
 
 
 INTERNAL_SOURCE_NAME = "auditlog-internal"

@@ -1,6 +1,6 @@
 """Writing event rows without the ORM's per-row overhead.
 
-`EventRows`, `events_insert_new` (single events, grouped by auditlog.group_commit) and
+`EventRows`, `events_insert_new` (single events, grouped by auditlog.ingest.group_commit) and
 `events_insert` (batches: COPY or executemany) are the API's path, with values adapted by
 Django's own backend adapters, as Model.save() stores them.
 `events_bulk_insert` is for generated data (demo, benchmarks): SQLite executemany, PostgreSQL

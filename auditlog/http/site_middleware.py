@@ -11,7 +11,7 @@ one, and its process_view / process_exception / process_template_response hooks,
 handler calls for every request, return None. Everything else (the admin, static files)
 gets the class unchanged. config/settings.py's MIDDLEWARE lists these in Django's order;
 what the API keeps from the skipped ones (the Host check, Content-Length) the API's own
-middleware does (auditlog.middleware.ApiErrorMiddleware).
+middleware does (auditlog.http.middleware.ApiErrorMiddleware).
 """
 
 from django.contrib.auth import middleware as auth
@@ -20,7 +20,7 @@ from django.contrib.sessions import middleware as sessions
 from django.middleware import common
 from whitenoise import middleware as whitenoise
 
-# /healthz needs no database; /readyz must ask it (it has its own bound, auditlog.readiness).
+# /healthz needs no database; /readyz must ask it (it has its own bound, auditlog.http.readiness).
 PROBES = frozenset({"/healthz", "/readyz"})
 HOOKS = ("process_view", "process_exception", "process_template_response")
 

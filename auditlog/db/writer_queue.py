@@ -11,7 +11,7 @@ from typing import IO
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
 
-from auditlog.private_files import private_file_open_append
+from auditlog.db.private_files import private_file_open_append
 
 
 @contextmanager

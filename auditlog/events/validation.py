@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 from django.utils import timezone
 
-from auditlog.formats import PAYLOAD_HASH_V1, metadata_canonical
+from auditlog.events.formats import PAYLOAD_HASH_V1, metadata_canonical
 from auditlog.models import Outcome
 
 MAX_METADATA_BYTES = 16 * 1024

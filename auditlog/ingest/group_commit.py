@@ -18,9 +18,9 @@ import time
 
 from django.db import DataError, IntegrityError, OperationalError
 
-from auditlog.bulk import events_insert_new
-from auditlog.connections import pooled_connection_release
-from auditlog.locking import sqlite_writer_queue
+from auditlog.db.connections import pooled_connection_release
+from auditlog.db.writer_queue import sqlite_writer_queue
+from auditlog.ingest.storage import events_insert_new
 
 MAX_GROUP = 64  # rows per statement; a worker rarely has more threads than this anyway
 

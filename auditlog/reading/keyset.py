@@ -17,7 +17,7 @@ class CursorOfAnotherList(InvalidCursor):
 
 
 def cursor_encode(occurred_at: datetime, pk: int, scope: str = "") -> str:
-    """`scope` names the list's filters (auditlog.filters); "" is the unfiltered list."""
+    """`scope` names the list's filters (auditlog.reading.filters); "" is the unfiltered list."""
     return signing.dumps([occurred_at.isoformat(), pk, scope], salt=SALT)
 
 

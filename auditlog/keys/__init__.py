@@ -1,0 +1,1 @@
+"""API keys: tokens, creating and revoking keys, finding a request's key."""

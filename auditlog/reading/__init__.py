@@ -1,0 +1,1 @@
+"""Reading events: queries, filters, keyset pagination, the public JSON form, export."""

@@ -1,0 +1,1 @@
+"""Keeping the trail honest: append-only enforcement, sealing and verification, retention."""

@@ -3,8 +3,8 @@
 `EventRows`, `events_insert_new` (single events, grouped by auditlog.ingest.group_commit) and
 `events_insert` (batches: COPY or executemany) are the API's path, with values adapted by
 Django's own backend adapters, as Model.save() stores them.
-`events_bulk_insert` is for generated data (demo, benchmarks): SQLite executemany, PostgreSQL
-COPY, no idempotency handling and no validation.
+`rows_prepare` and `events_bulk_insert_prepared` are for generated data (demo, benchmarks):
+the same inserts, with no idempotency handling and no validation.
 """
 
 import functools
@@ -120,18 +120,28 @@ def events_insert_new(rows: list[tuple]) -> set:
         with db.cursor() as cursor:
             cursor.execute(_insert_new_sql(len(rows), "%s"), params)
             return {uuid for (uuid,) in cursor.fetchall()}
+    # Each step below is one Django's cursor().execute() takes, for the same reason:
+    # CONN_HEALTH_CHECKS: a reused connection the server dropped is replaced, not used.
     db.close_if_health_check_failed()
+    # Connecting (or reconnecting) with connection errors raised as Django's types.
     db.ensure_connection()
+    # After a failed statement in an atomic block, nothing more may run in it (TransactionManagementError).
     db.validate_no_broken_transaction()
+    # Driver errors become django.db's (IntegrityError, OperationalError...), which the
+    # callers, the request guard and the error middleware act on; it also marks a lost
+    # connection unusable, so Django closes it after the request.
     with db.wrap_database_errors:
         if db.vendor == "sqlite":
+            # sqlite3's own "?" style: Django's SQLite cursor would rewrite every "%s" per call.
             stored = db.connection.execute(_insert_new_sql(len(rows), "?"), params).fetchall()
         else:
-            # Server-side binding, prepared once per connection and row count: PostgreSQL
-            # skips parsing and planning. (Django's own cursors bind client-side.)
+            # Server-side binding (psycopg.Cursor; Django's own cursors bind client-side): the
+            # values travel apart from the SQL, which psycopg need not quote into it. Not a
+            # prepared statement: Django sets psycopg's prepare_threshold to None, under which
+            # psycopg prepares nothing, and PgBouncer in transaction mode would need
+            # max_prepared_statements for one.
             with psycopg.Cursor(db.connection) as cursor:
-                sql = _insert_new_sql(len(rows), "%s")
-                stored = cursor.execute(sql, params, prepare=True).fetchall()
+                stored = cursor.execute(_insert_new_sql(len(rows), "%s"), params).fetchall()
     return {uuid for (uuid,) in stored}
 
 
@@ -149,11 +159,6 @@ def _insert_new_sql(count: int, placeholder: str) -> str:
 
 def _copy_sql() -> str:
     return f"COPY {ActionLog._meta.db_table} ({', '.join(COLUMNS)}) FROM STDIN"
-
-
-def events_bulk_insert(rows: list[tuple]) -> None:
-    """Insert rows (tuples in COLUMNS order, metadata as a dict) in one transaction."""
-    events_bulk_insert_prepared(rows_prepare(rows))
 
 
 def rows_prepare(rows: list[tuple]) -> list[tuple]:

@@ -1,8 +1,14 @@
 import json
+import re
+import sys
+import threading
+from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.db.backends.signals import connection_created
 
+from auditlog.db.writer_queue import writes_may_go
 from auditlog.keys.services import api_key_create
 from auditlog.models import Scope
 
@@ -67,3 +73,56 @@ requires_postgres = pytest.mark.skipif(
     connection.vendor != "postgresql", reason="needs PostgreSQL (run with DATABASE_URL=postgres://...)"
 )
 requires_sqlite = pytest.mark.skipif(connection.vendor != "sqlite", reason="SQLite-specific behaviour")
+
+
+# The SQLite writer queue's rule (auditlog/db/writer_queue.py), held on every test: a statement
+# the app runs that writes the trail's tables runs only while its thread holds the queue or has
+# said why it goes without (outside_the_queue). sqlite3's trace callback sees every statement a Django
+# connection runs, the ones below the ORM included, in the thread that runs it.
+TRAIL_WRITE = re.compile(
+    r"\s*(INSERT|REPLACE|UPDATE|DELETE)\b[^;]*?\b(auditlog_actionlog|auditlog_eventseal|auditlog_sealblock"
+    r"|auditlog_sealanchor|auditlog_delete_permit)\b",
+    re.IGNORECASE,
+)
+unqueued_writes: list[str] = []
+
+
+APP = str(Path(__file__).resolve().parent.parent / "auditlog")
+TESTS = str(Path(__file__).resolve().parent)
+
+
+def _written_by_the_app() -> bool:
+    """Whether the nearest caller of ours is the app (a test's own out-of-band write, as an
+    attacker's or an outside writer's, is not held to the rule)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if filename.startswith(APP):
+            return True
+        if filename.startswith(TESTS):
+            return False
+        frame = frame.f_back
+    return False
+
+
+def _trace(statement: str) -> None:
+    if not writes_may_go() and TRAIL_WRITE.match(statement) and _written_by_the_app():
+        unqueued_writes.append(f"{threading.current_thread().name}: {statement[:300]}")
+
+
+def _watch(sender, connection, **kwargs) -> None:
+    if connection.vendor == "sqlite":
+        connection.connection.set_trace_callback(_trace)
+
+
+connection_created.connect(_watch, dispatch_uid="tests.writer_queue_watch")
+
+
+@pytest.fixture(autouse=True)
+def trail_writes_take_the_writer_queue():
+    if connection.vendor == "sqlite" and connection.connection is not None:
+        connection.connection.set_trace_callback(_trace)
+    unqueued_writes.clear()
+    yield
+    found, unqueued_writes[:] = list(unqueued_writes), []
+    assert not found, "wrote the trail's tables outside the SQLite writer queue:\n" + "\n".join(found)

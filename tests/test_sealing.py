@@ -9,6 +9,7 @@ from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from auditlog.db.writer_queue import sqlite_writer_queue
 from auditlog.models import ActionLog, EventSeal, SealAnchor, SealBlock
 from auditlog.trail import sealing
 from auditlog.trail.append_only import delete_permit_grant, delete_permit_revoke
@@ -95,7 +96,7 @@ def test_truncate_is_refused(trail):
 
 
 def test_the_purge_permit_lets_delete_through_in_its_transaction(trail):
-    with transaction.atomic():
+    with sqlite_writer_queue(), transaction.atomic():
         delete_permit_grant("test")
         ActionLog.objects.filter(id=trail[0]).delete()
         delete_permit_revoke()

@@ -1,5 +1,30 @@
-"""A fair queue for SQLite's one writer, shared by ingest (group commits and batches),
-sealing and purging."""
+"""A fair queue for SQLite's one writer. On PostgreSQL every function here does nothing.
+
+Which writes take it, and why. SQLite lets one connection write at a time; without the queue,
+waiting writers sleep in SQLite's busy handler, which oversleeps (see sqlite_writer_queue), so
+every write of the trail's tables (events, seals, checkpoints, the purge permit) queues:
+
+    ingest, one event     auditlog.ingest.group_commit (the leader, for its group)
+    ingest, a batch       auditlog.ingest.services.events_create_batch
+    internal events       auditlog.ingest.services.event_record_internal (admin logins, views,
+                          exports; the purge command's record)
+    sealing               auditlog.trail.sealing.events_seal, per block
+    purging               auditlog.trail.retention.events_purge, per batch
+    demo data             auditlog.ingest.storage.events_bulk_insert_prepared, per chunk
+
+What goes without it, on purpose (in the code, a write of the trail's tables that does says
+so with outside_the_queue):
+    flush                 wipes a database for tests and development; nothing else runs
+    API keys              their own table: create and revoke are an operator's rare writes,
+                          and a key's last use is skippable bookkeeping with a 50 ms bound
+                          (lock_wait_at_most), so a busy writer costs it a skipped update
+    migrations            run before the service starts (the Procfile's release step)
+
+The queue is re-entrant within a thread: a write that queues inside a block that already
+holds it does not wait for itself.
+tests/conftest.py holds every test on SQLite to this: a statement that writes the trail's
+tables while its thread neither holds the queue nor is outside_the_queue fails the test.
+"""
 
 import fcntl
 import os
@@ -26,7 +51,7 @@ def sqlite_writer_queue(since: float | None = None):
     covers SQLite's own wait for a writer from outside the service too (the sqlite3 shell in
     a transaction): a request waits SQLITE_BUSY_TIMEOUT in all, not once per queue.
     """
-    if connection.vendor != "sqlite":
+    if connection.vendor != "sqlite" or _thread.held:
         yield
         return
     deadline = (time.monotonic() if since is None else since) + settings.SQLITE_BUSY_TIMEOUT
@@ -42,6 +67,7 @@ def sqlite_writer_queue(since: float | None = None):
             time.sleep(pause)
             pause = min(pause * 2, 0.001)
     remaining = deadline - time.monotonic()
+    _thread.held = True
     try:
         if remaining < settings.SQLITE_BUSY_TIMEOUT - QUEUE_WAIT_UNNOTICED:
             with lock_wait_at_most(max(remaining, 0.0)):
@@ -49,7 +75,31 @@ def sqlite_writer_queue(since: float | None = None):
         else:
             yield
     finally:
+        _thread.held = False
         fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+class _ThreadState(threading.local):
+    held = False  # this thread holds the queue
+    outside: str | None = None  # why this thread writes without it, within outside_the_queue
+
+
+_thread = _ThreadState()
+
+
+@contextmanager
+def outside_the_queue(reason: str):
+    """Mark writes that go without the queue on purpose (see the module's docstring)."""
+    before, _thread.outside = _thread.outside, reason
+    try:
+        yield
+    finally:
+        _thread.outside = before
+
+
+def writes_may_go() -> bool:
+    """Whether this thread may write the trail's tables now: it holds the queue or said why not."""
+    return _thread.held or _thread.outside is not None
 
 
 # A wait in the queue shorter than this leaves SQLite's busy timeout as it is (setting it costs
@@ -72,8 +122,9 @@ def _lock_file(path: str) -> IO:
 
 def _forget_after_fork() -> None:
     """A forked child must not share its parent's open files: it would share their locks."""
-    global _open_files
+    global _open_files, _thread
     _open_files = threading.local()
+    _thread = _ThreadState()
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)

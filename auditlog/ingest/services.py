@@ -81,8 +81,12 @@ def event_create(*, source: ApiKey, event: EventInput) -> EventOutcome:
     received_at = timezone.now()
     stored = StoredEvent(uuid7(), received_at)
     row = EventRows(received_at=received_at, source_id=source.pk).row(event, stored.uuid)
-    in_transaction = connection.in_atomic_block
-    if events_insert_new([row]) if in_transaction else group_commit.insert(row):
+    if connection.in_atomic_block:
+        with sqlite_writer_queue():
+            created = events_insert_new([row])
+    else:
+        created = group_commit.insert(row)
+    if created:
         return EventOutcome(CREATED, stored)
     original = events_get_by_idempotency_keys(source=source, keys=[event.idempotency_key]).get(
         event.idempotency_key
@@ -215,5 +219,6 @@ def event_record_internal(
         payload_hash=PAYLOAD_HASH_V1.digest(PAYLOAD_HASH_V1.ordered(values), metadata_json),
     )
     log = _event_build(internal_source(), event, now)
-    log.save(force_insert=True)
+    with sqlite_writer_queue():
+        log.save(force_insert=True)
     return log

@@ -15,6 +15,7 @@ from uuid import UUID
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 
+from auditlog.db.writer_queue import sqlite_writer_queue
 from auditlog.models import ActionLog
 
 COLUMNS = (
@@ -180,5 +181,5 @@ def rows_prepare(rows: list[tuple]) -> list[tuple]:
 
 def events_bulk_insert_prepared(rows: list[tuple]) -> None:
     """Insert rows_prepare() output in one transaction."""
-    with transaction.atomic():
+    with sqlite_writer_queue(), transaction.atomic():
         events_insert(rows)

@@ -1,6 +1,7 @@
 from django.core.management.commands import flush
 from django.db import transaction
 
+from auditlog.db.writer_queue import outside_the_queue
 from auditlog.trail.append_only import delete_permit_grant, delete_permit_revoke
 
 
@@ -12,7 +13,7 @@ class Command(flush.Command):
 
     def handle(self, **options):
         database = options["database"]
-        with transaction.atomic(using=database):
+        with outside_the_queue("wiping the database"), transaction.atomic(using=database):
             delete_permit_grant("flush", using=database)
             super().handle(**options)
             delete_permit_revoke(using=database)

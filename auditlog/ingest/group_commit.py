@@ -10,6 +10,27 @@ Nobody waits for company: a quiet service inserts each event alone, as before.
 
 Each request still answers after its own row is committed, or fails when the statement
 failed, in which case no row of the group is stored (one statement, one transaction).
+
+The rules, which tests/test_group_commit_invariants.py exercises:
+
+1. At most one leader at a time in a process. `_leading` is True from the moment a thread
+   finds it False (and becomes leader) until a leader finds no one waiting; in between,
+   leadership only passes from hand to hand (rule 3). So statements never overlap, and the
+   writer queue and the connection pool see one inserting thread per process.
+2. Every waiting thread is woken exactly once, by a leader releasing its `wake` lock: either
+   as a member of the group just stored (its outcome set first) or as the next leader (its
+   `lead` set first), never both, since the next leader is still in `_waiting` when the group
+   has left it. A lock released twice would raise; one never released would hang a request.
+3. The next leader is the first thread waiting. It takes the next group, itself included,
+   oldest first: a thread waits at most for the groups queued before it.
+4. A group is at most MAX_GROUP rows, in arrival order.
+5. Every slot has exactly one outcome when its thread wakes: stored, its key taken (False),
+   or an error. A row the database refuses (IntegrityError, DataError) fails alone: the
+   group is retried row by row. A database that fails (unavailable, locked, timed out) fails
+   the group and every row waiting behind it at once, so no request waits out more than one
+   failed statement; nothing of theirs is stored.
+6. A waiting thread gives its pooled connection back before it sleeps (the leader may need
+   one); only the leader's connection runs the statement.
 """
 
 import copy

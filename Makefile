@@ -71,9 +71,11 @@ loadtest: venv
 bench-read: venv
 	$(PY) loadtest/bench_read.py
 
-lint: venv
+# Lint, and the models and the migrations agree (a model change without its migration fails).
+lint: venv .env
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	DATABASE_URL=sqlite:///db.sqlite3 $(PY) manage.py makemigrations --check --dry-run
 
 format: venv
 	$(BIN)/ruff format .

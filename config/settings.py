@@ -80,8 +80,9 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------
-# The connection setup is the point of this service: see docs/connections.md and
-# ../shared/CONNECTIONS.md. `python manage.py auditlog_dbcheck` prints what is in effect.
+# The connection setup is the point of this service: see docs/connections.md, and for the
+# facts about Django it relies on, docs/django-connections.md. `python manage.py
+# auditlog_dbcheck` prints what is in effect.
 
 DATABASES = {"default": env.db_url("DATABASE_URL", default="sqlite:///db.sqlite3")}
 DATABASE = DATABASES["default"]

@@ -61,6 +61,14 @@ def test_postgres_gets_persistent_connections_with_health_checks():
     assert "pool" not in database["OPTIONS"]
 
 
+def test_postgres_prepares_the_ingest_insert_unless_told_not_to_for_pgbouncer():
+    url = "postgres://app@db.internal:5432/audit"
+
+    assert database_settings(DATABASE_URL=url)["OPTIONS"]["prepare_threshold"] == 5
+    unprepared = database_settings(DATABASE_URL=url, DATABASE_PREPARED_STATEMENTS="false")
+    assert "prepare_threshold" not in unprepared["OPTIONS"]  # Django then passes None: never
+
+
 def test_postgres_pool_forces_conn_max_age_zero():
     database = database_settings(
         DATABASE_URL="postgres://app@db.internal/audit",

@@ -137,10 +137,10 @@ def events_insert_new(rows: list[tuple]) -> set:
             stored = db.connection.execute(_insert_new_sql(len(rows), "?"), params).fetchall()
         else:
             # Server-side binding (psycopg.Cursor; Django's own cursors bind client-side): the
-            # values travel apart from the SQL, which psycopg need not quote into it. Not a
-            # prepared statement: Django sets psycopg's prepare_threshold to None, under which
-            # psycopg prepares nothing, and PgBouncer in transaction mode would need
-            # max_prepared_statements for one.
+            # values travel apart from the SQL, which psycopg need not quote into it, and the
+            # statement can be prepared: psycopg prepares it once it has run
+            # OPTIONS["prepare_threshold"] times on this connection with this row count
+            # (DATABASE_PREPARED_STATEMENTS, config/settings.py); None prepares nothing.
             with psycopg.Cursor(db.connection) as cursor:
                 stored = cursor.execute(_insert_new_sql(len(rows), "%s"), params).fetchall()
     return {uuid for (uuid,) in stored}

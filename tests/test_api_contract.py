@@ -6,21 +6,23 @@ import json
 import pytest
 from django.test import Client
 
-from auditlog.events.validation import (
-    FIELD_MORE,
-    MAX_FIELD_ERRORS,
-    MAX_FIELD_NAME,
+from auditlog.events.rules import (
     MSG_BLANK,
     MSG_DATETIME,
-    MSG_DUPLICATE,
     MSG_DUPLICATE_METADATA,
     MSG_FUTURE,
     MSG_INTEGER_RANGE,
     MSG_IP,
-    MSG_MORE_ERRORS,
     MSG_NOT_STRING,
     MSG_NUMBER_RANGE,
     MSG_OUTCOME,
+)
+from auditlog.events.validation import (
+    FIELD_MORE,
+    MAX_FIELD_ERRORS,
+    MAX_FIELD_NAME,
+    MSG_DUPLICATE,
+    MSG_MORE_ERRORS,
 )
 from auditlog.http import errors
 from auditlog.models import ActionLog

@@ -9,7 +9,8 @@ from django.http import QueryDict
 from django.urls import URLPattern, get_resolver
 from schemathesis.specs.openapi.definitions import OPENAPI_31
 
-from auditlog.events.validation import MAX_SAFE_INTEGER, ValidationFailed, event_validate
+from auditlog.events.rules import MAX_SAFE_INTEGER
+from auditlog.events.validation import ValidationFailed, event_validate
 from auditlog.http import errors
 from auditlog.http.openapi import openapi_document
 from auditlog.reading.filters import event_filters_parse

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pytest
 from django.utils import timezone
 
-from auditlog.events import validation
+from auditlog.events import rules, validation
 from auditlog.http import endpoint, errors
 from auditlog.http.views import MSG_BATCH_HEADER
 from auditlog.keys.services import api_key_create, api_key_revoke
@@ -229,7 +229,7 @@ def test_missing_actor_id_is_a_field_error(api):
 
     assert response.status_code == 400
     assert response.json() == error_body(
-        errors.VALIDATION_ERROR, validation.MSG_INVALID_EVENT, {"actor.id": [validation.MSG_REQUIRED]}
+        errors.VALIDATION_ERROR, validation.MSG_INVALID_EVENT, {"actor.id": [rules.MSG_REQUIRED]}
     )
     assert not ActionLog.objects.exists()
 
@@ -250,12 +250,12 @@ def test_every_problem_is_reported_at_once(api):
 
     assert response.status_code == 400
     assert response.json()["error"]["fields"] == {
-        "action": [validation.MSG_ACTION],
+        "action": [rules.MSG_ACTION],
         "actor.nickname": [validation.MSG_UNKNOWN],
-        "occurred_at": [validation.MSG_DATETIME],
-        "outcome": [validation.MSG_OUTCOME],
-        "context.ip": [validation.MSG_IP],
-        "metadata": [validation.MSG_NOT_OBJECT],
+        "occurred_at": [rules.MSG_DATETIME],
+        "outcome": [rules.MSG_OUTCOME],
+        "context.ip": [rules.MSG_IP],
+        "metadata": [rules.MSG_NOT_OBJECT],
         "colour": [validation.MSG_UNKNOWN],
     }
 
@@ -279,11 +279,11 @@ def test_batch_stores_valid_items_and_reports_invalid_ones_in_place(api):
         "error": {
             "code": errors.VALIDATION_ERROR,
             "message": validation.MSG_INVALID_EVENT,
-            "fields": {"actor.id": [validation.MSG_REQUIRED]},
+            "fields": {"actor.id": [rules.MSG_REQUIRED]},
         },
     }
     assert results[64]["status"] == 400
-    assert results[64]["error"]["fields"] == {"action": [validation.MSG_BLANK]}
+    assert results[64]["error"]["fields"] == {"action": [rules.MSG_BLANK]}
     created = [r for r in results if r["status"] == 201]
     assert len(created) == 98
     assert ActionLog.objects.count() == 98

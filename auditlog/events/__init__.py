@@ -1,1 +1,1 @@
-"""What an event is: its one definition, its validation, its stored formats, its ids."""
+"""What an event is: its one definition, its fields' rules, its validation, its stored formats, its ids."""

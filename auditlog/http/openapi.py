@@ -1,20 +1,24 @@
 """The OpenAPI 3.1 document of the API, served at /api/v1/openapi.json.
 
-Built from the definitions the validation itself uses (field tables, limits, patterns, error
-codes), so the two cannot drift; tests/test_openapi.py checks every field rule both ways.
-What JSON Schema cannot say (an `occurred_at` at most 5 minutes ahead of the server's clock,
-metadata's serialized size and depth, the body and header idempotency keys agreeing) is in the
-descriptions.
+Built from what the validation and the JSON form themselves use (the event's definition, each
+field's rule with its limits and patterns, the error codes), so they cannot drift;
+tests/test_openapi.py checks every field rule both ways. What JSON Schema cannot say (an
+`occurred_at` at most 5 minutes ahead of the server's clock, metadata's serialized size and
+depth, the body and header idempotency keys agreeing) is in the descriptions.
 """
+
+from datetime import datetime
+from uuid import UUID
 
 from django.conf import settings
 
 from auditlog.events import validation
+from auditlog.events.definition import EVENT_FIELDS, EventField, json_form
+from auditlog.events.rules import NO_NUL, Choice, datetime_schema, metadata_value_schema, nullable
 from auditlog.http import errors
-from auditlog.models import Outcome
+from auditlog.models import ApiKey, Outcome
 from auditlog.reading import filters
 
-NO_NUL = "^[^\\x00]*$"
 # The Idempotency-Key header as the server sees it: HTTP drops spaces and tabs around a value.
 HEADER_KEY = "^[ \\t]*[\\x21-\\x7e]([\\x20-\\x7e]{0,126}[\\x21-\\x7e])?[ \\t]*$"
 JSON = "application/json"
@@ -24,161 +28,72 @@ def _ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
-def _nullable(schema: dict) -> dict:
-    return {"anyOf": [schema, {"type": "null"}]}
-
-
-def _text(limit: int, *, required: bool, ints: bool = False) -> dict:
-    text = {"type": "string", "maxLength": limit, "pattern": NO_NUL}
-    if required:
-        text["minLength"] = 1
-    if ints:
-        bound = validation.MAX_SAFE_INTEGER
-        integer = {"type": "integer", "minimum": -bound, "maximum": bound}
-        text = {"anyOf": [text, integer]}
-    return text if required else _nullable(text)
-
-
-def _party(fields: dict, required: bool) -> dict:
-    properties, names = {}, []
-    for name, (_, limit, name_required, ints) in fields.items():
-        properties[name] = _text(limit, required=name_required and required, ints=ints)
-        if name_required and required:
-            names.append(name)
-    party = {"type": "object", "properties": properties, "additionalProperties": False}
-    if names:
-        party["required"] = names
-    return party
-
-
-def _datetime(description: str) -> dict:
-    return {
-        "type": "string",
-        "format": "date-time",
-        "pattern": f"^{validation.DATETIME_RE.pattern}$",
-        "description": description,
-    }
-
-
-def _metadata_value() -> dict:
-    return {
-        "anyOf": [
-            {"type": ["null", "boolean", "number"]},
-            {"type": "string", "pattern": NO_NUL},
-            {"type": "array", "items": _ref("MetadataValue")},
-            {
-                "type": "object",
-                "propertyNames": {"pattern": NO_NUL},
-                "additionalProperties": _ref("MetadataValue"),
-            },
-        ]
-    }
-
-
 def _event_in() -> dict:
-    metadata = {
-        "type": "object",
-        "propertyNames": {"pattern": NO_NUL},
-        "additionalProperties": _ref("MetadataValue"),
-        "description": (
-            f"At most {validation.MAX_METADATA_BYTES} bytes once serialized compactly in UTF-8, "
-            f"and {validation.MAX_METADATA_DEPTH} levels deep; numbers within a double's range."
-        ),
-    }
-    context = {
-        "type": "object",
-        "properties": {
-            "ip": _nullable(
-                {
-                    "anyOf": [{"format": "ipv4"}, {"format": "ipv6"}],
-                    "type": "string",
-                    "description": "Without a zone id; send null or leave it out when unknown.",
-                }
-            ),
-            "user_agent": _text(validation.MAX_USER_AGENT, required=False),
-        },
-        "additionalProperties": False,
-    }
+    """The request form: each member as its rule states it; an object with a required member
+    is required itself, any other may be null."""
+    properties, required = {}, []
+    for name, member in validation.REQUEST_FORM.items():
+        if isinstance(member, EventField):
+            properties[name] = member.rule.schema()
+            if member.rule.required:
+                required.append(name)
+            continue
+        party = {
+            "type": "object",
+            "properties": {key: field.rule.schema() for key, field in member.items()},
+            "additionalProperties": False,
+        }
+        if names := [key for key, field in member.items() if field.rule.required]:
+            party["required"] = names
+            required.append(name)
+        properties[name] = party if names else nullable(party)
     return {
         "type": "object",
         "description": "An event. null on an optional field means the same as leaving it out.",
-        "properties": {
-            "action": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": validation.MAX_ACTION,
-                "pattern": f"^{validation.ACTION_RE.pattern}$",
-                "examples": ["invoice.delete"],
-            },
-            "actor": _party(validation.ACTOR_FIELDS, True),
-            "target": _nullable(_party(validation.TARGET_FIELDS, False)),
-            "occurred_at": _nullable(
-                _datetime(
-                    "RFC 3339, from the year 1970, seconds up to 59; not more than 5 minutes after "
-                    "the server's clock. Default: when the server received the event."
-                )
-            ),
-            "outcome": _nullable({"enum": list(Outcome.values)}),
-            "context": _nullable(context),
-            "metadata": _nullable(metadata),
-            "idempotency_key": _nullable(
-                {
-                    "type": "string",
-                    "pattern": f"^{validation.KEY_RE.pattern}$",
-                    "description": "Unique per API key; equal to the Idempotency-Key header if both.",
-                }
-            ),
-        },
-        "required": ["action", "actor"],
+        "properties": properties,
+        "required": required,
         "additionalProperties": False,
     }
+
+
+# The JSON form of a stored value, by its type (auditlog.reading.serialization).
+_STORED = {
+    UUID: {"type": "string", "format": "uuid"},
+    datetime: {"type": "string", "format": "date-time"},
+    str: {"type": "string"},
+    str | None: {"type": ["string", "null"]},
+    dict: {"type": "object"},
+    ApiKey: {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "prefix": {"type": "string"}},
+        "required": ["name", "prefix"],
+        "additionalProperties": False,
+    },
+}
+
+
+def _stored(field: EventField) -> dict:
+    if isinstance(field.rule, Choice):
+        return {"enum": list(field.rule.choices)}
+    return _STORED[field.type]
 
 
 def _event_out() -> dict:
-    party = {
-        "type": "object",
-        "properties": {"id": {"type": "string"}, "type": {"type": "string"}, "name": {"type": "string"}},
-        "required": ["id", "type", "name"],
-        "additionalProperties": False,
-    }
+    properties = {}
+    for name, member in json_form(field for field in EVENT_FIELDS if field.json).items():
+        if isinstance(member, EventField):
+            properties[name] = _stored(member)
+        else:
+            properties[name] = {
+                "type": "object",
+                "properties": {key: _stored(field) for key, field in member.items()},
+                "required": list(member),
+                "additionalProperties": False,
+            }
     return {
         "type": "object",
-        "properties": {
-            "id": {"type": "string", "format": "uuid"},
-            "occurred_at": {"type": "string", "format": "date-time"},
-            "received_at": {"type": "string", "format": "date-time"},
-            "action": {"type": "string"},
-            "actor": party,
-            "target": party,
-            "outcome": {"enum": list(Outcome.values)},
-            "context": {
-                "type": "object",
-                "properties": {"ip": {"type": ["string", "null"]}, "user_agent": {"type": "string"}},
-                "required": ["ip", "user_agent"],
-                "additionalProperties": False,
-            },
-            "metadata": {"type": "object"},
-            "idempotency_key": {"type": ["string", "null"]},
-            "source": {
-                "type": "object",
-                "properties": {"name": {"type": "string"}, "prefix": {"type": "string"}},
-                "required": ["name", "prefix"],
-                "additionalProperties": False,
-            },
-        },
-        "required": [
-            "id",
-            "occurred_at",
-            "received_at",
-            "action",
-            "actor",
-            "target",
-            "outcome",
-            "context",
-            "metadata",
-            "idempotency_key",
-            "source",
-        ],
+        "properties": properties,
+        "required": list(properties),
         "additionalProperties": False,
     }
 
@@ -295,15 +210,15 @@ def _list_parameters() -> list[dict]:
     ]
     action = {
         "type": "string",
-        "maxLength": validation.MAX_ACTION,
+        "maxLength": filters.MAX_ACTION,
         "pattern": f"^({filters.ACTION_FILTER_RE.pattern})$",
     }
     return [
         *parameters,
         _query("action", action, "An exact action, or a prefix ending in .* (invoice.*)."),
         _query("outcome", {"enum": list(Outcome.values)}, "Exact."),
-        _query("since", _datetime("RFC 3339."), "Events that occurred at or after this time."),
-        _query("until", _datetime("RFC 3339."), "Events that occurred before this time."),
+        _query("since", datetime_schema("RFC 3339."), "Events that occurred at or after this time."),
+        _query("until", datetime_schema("RFC 3339."), "Events that occurred before this time."),
         _query(
             "limit",
             {"type": "integer", "minimum": 1, "maximum": filters.MAX_LIMIT, "default": filters.DEFAULT_LIMIT},
@@ -453,7 +368,7 @@ def openapi_document() -> dict:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
                 "Event": _event_in(),
-                "MetadataValue": _metadata_value(),
+                "MetadataValue": metadata_value_schema(),
                 "Batch": batch,
                 "EventOut": _event_out(),
                 "EventPage": {

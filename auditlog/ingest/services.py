@@ -9,9 +9,9 @@ from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from auditlog.db.writer_queue import sqlite_writer_queue
-from auditlog.events.formats import PAYLOAD_HASH_V1, metadata_canonical
+from auditlog.events.definition import FIELDS
 from auditlog.events.uuid7 import uuid7
-from auditlog.events.validation import EventInput
+from auditlog.events.validation import EventInput, event_input_from
 from auditlog.http.client_ip import client_ip
 from auditlog.ingest.group_commit import group_commit
 from auditlog.ingest.storage import EventRows, events_insert, events_insert_new
@@ -49,25 +49,15 @@ class EventOutcome:
     event: StoredEvent | ActionLog | None
 
 
+# What a validated event gives the model as it is: every column EventInput holds (metadata as
+# the dict the model's JSONField takes).
+_EVENT_COLUMNS = tuple(name for name in EventInput._fields if name in FIELDS)
+
+
 def _event_build(source: ApiKey, event: EventInput, received_at: datetime) -> ActionLog:
-    return ActionLog(
-        occurred_at=event.occurred_at or received_at,
-        received_at=received_at,
-        actor_id=event.actor_id,
-        actor_type=event.actor_type,
-        actor_name=event.actor_name,
-        action=event.action,
-        target_type=event.target_type,
-        target_id=event.target_id,
-        target_name=event.target_name,
-        outcome=event.outcome,
-        ip_address=event.ip_address,
-        user_agent=event.user_agent,
-        metadata=event.metadata,
-        source=source,
-        idempotency_key=event.idempotency_key,
-        payload_hash=event.payload_hash,
-    )
+    values = {name: getattr(event, name) for name in _EVENT_COLUMNS}
+    values["occurred_at"] = event.occurred_at or received_at
+    return ActionLog(**values, received_at=received_at, source=source)
 
 
 def event_create(*, source: ApiKey, event: EventInput) -> EventOutcome:
@@ -196,27 +186,19 @@ def event_record_internal(
     """Record what happened in this service itself: a person's admin logins, event views and
     exports (with the request), or an operator command's work (without)."""
     now = timezone.now()
-    values = {
-        "action": action,
-        "actor_id": actor_id[:255],
-        "actor_type": actor_type,
-        "actor_name": "",
-        "target_type": target_type,
-        "target_id": target_id[:255],
-        "target_name": "",
-        "occurred_at": now,
-        "outcome": outcome,
-        "ip_address": client_ip(request) if request else None,
-        "user_agent": request.headers.get("User-Agent", "")[:512] if request else "",
-    }
-    metadata = metadata or {}
-    metadata_json = metadata_canonical(metadata)
-    event = EventInput(
-        **values,
-        metadata=metadata,
-        metadata_json=metadata_json,
-        idempotency_key=None,
-        payload_hash=PAYLOAD_HASH_V1.digest(PAYLOAD_HASH_V1.ordered(values), metadata_json),
+    event = event_input_from(
+        {
+            "action": action,
+            "actor_id": actor_id,
+            "actor_type": actor_type,
+            "target_type": target_type,
+            "target_id": target_id,
+            "occurred_at": now,
+            "outcome": outcome,
+            "ip_address": client_ip(request) if request else None,
+            "user_agent": request.headers.get("User-Agent", "") if request else "",
+            "metadata": metadata or {},
+        }
     )
     log = _event_build(internal_source(), event, now)
     with sqlite_writer_queue():

@@ -3,33 +3,18 @@
 import csv
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from operator import attrgetter
+from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 
-from auditlog.models import ActionLog
+from auditlog.events.definition import EVENT_FIELDS
+from auditlog.models import ActionLog, ApiKey
 from auditlog.reading.serialization import event_as_dict
 
 FORMATS = ("csv", "jsonl")
 CONTENT_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/jsonl; charset=utf-8"}
-CSV_COLUMNS = (
-    "id",
-    "occurred_at",
-    "received_at",
-    "action",
-    "actor_id",
-    "actor_type",
-    "actor_name",
-    "target_type",
-    "target_id",
-    "target_name",
-    "outcome",
-    "ip_address",
-    "user_agent",
-    "metadata",
-    "idempotency_key",
-    "source",
-)
 # A spreadsheet runs a cell as a formula (OWASP "CSV injection") when it starts, past any spaces
 # and quotes, with = + - @, or when it starts with a tab or carriage return.
 LEADING_FORMULA = re.compile(r'[\t\r]|[\s"]*[=+\-@]')
@@ -58,33 +43,23 @@ class _Line:
         return line
 
 
+def _source_cell(key: ApiKey) -> str:
+    return csv_cell(key.name)
+
+
+# Values of these types as a CSV cell has them; others as csv_cell writes them.
+_CELL_BY_TYPE: dict[type, Callable[[Any], str]] = {dict: csv_json_cell, ApiKey: _source_cell}
+_CSV_FIELDS = [field for field in EVENT_FIELDS if field.csv]
+CSV_COLUMNS = tuple(field.csv for field in _CSV_FIELDS)
+_CSV_READ = attrgetter(*(field.attribute for field in _CSV_FIELDS))
+_CSV_CELLS = tuple(_CELL_BY_TYPE.get(field.type, csv_cell) for field in _CSV_FIELDS)
+
+
 def events_csv_lines(events: Iterable[ActionLog]) -> Iterator[str]:
     writer = csv.writer(_Line(), quoting=csv.QUOTE_ALL)
     yield writer.writerow(CSV_COLUMNS)
     for event in events:
-        texts = (
-            event.uuid,
-            event.occurred_at,
-            event.received_at,
-            event.action,
-            event.actor_id,
-            event.actor_type,
-            event.actor_name,
-            event.target_type,
-            event.target_id,
-            event.target_name,
-            event.outcome,
-            event.ip_address,
-            event.user_agent,
-        )
-        yield writer.writerow(
-            [
-                *(csv_cell(value) for value in texts),
-                csv_json_cell(event.metadata),
-                csv_cell(event.idempotency_key),
-                csv_cell(event.source.name),
-            ]
-        )
+        yield writer.writerow([cell(value) for cell, value in zip(_CSV_CELLS, _CSV_READ(event), strict=True)])
 
 
 def events_jsonl_lines(events: Iterable[ActionLog]) -> Iterator[str]:

@@ -5,18 +5,17 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from auditlog.events.validation import (
+from auditlog.events.definition import FIELDS
+from auditlog.events.rules import (
     ACTION_CHARS,
-    MAX_ACTION,
     MSG_BLANK,
     MSG_DATETIME,
     MSG_NUL,
     MSG_OUTCOME,
-    MSG_UNKNOWN,
-    ValidationFailed,
     datetime_parse,
     msg_too_long,
 )
+from auditlog.events.validation import MSG_UNKNOWN, ValidationFailed
 from auditlog.models import Outcome
 from auditlog.reading.keyset import CursorOfAnotherList, InvalidCursor, cursor_decode
 
@@ -31,7 +30,11 @@ MSG_REPEATED = "Give this parameter once."
 
 # An exact action, or a prefix ending in ".*": "invoice.*" is every action that starts "invoice.".
 ACTION_FILTER_RE = re.compile(rf"{ACTION_CHARS}+|{ACTION_CHARS}*\.\*")
-TEXT_FILTERS = {"actor_id": 255, "actor_type": 64, "target_type": 64, "target_id": 255}
+# The filters on a text field, each with its field's length.
+TEXT_FILTERS = {
+    name: FIELDS[name].rule.max_length for name in ("actor_id", "actor_type", "target_type", "target_id")
+}
+MAX_ACTION = FIELDS["action"].rule.max_length
 
 
 @dataclass(frozen=True, slots=True)

@@ -289,6 +289,18 @@ def main():
     report(results)
 
 
+# The targets of the ratios, in their order: ceilings (<=) on CPU per request, floors (>=) on
+# the share of the raw insert limit a batch reaches.
+TARGETS = ("<= 2.3", "<= 2.8", "<= 2.0", "<= 2.5", ">= 0.5", ">= 0.5")
+
+
+def _met(value, target: str) -> str:
+    if not value:
+        return "not measured"
+    bound = float(target.split()[1])
+    return "yes" if (value <= bound if target.startswith("<=") else value >= bound) else "no"
+
+
 def ratio(results, numerator, denominator, key):
     if numerator in results and denominator in results:
         return round(results[numerator][key] / results[denominator][key], 2)
@@ -326,7 +338,10 @@ def report(results: dict) -> None:
             results, "batch of 1,000, postgres", "raw insert limit, postgres", "events_per_s"
         ),
     }
-    (OUT / "bench.json").write_text(json.dumps({"results": results, "ratios": ratios}, indent=2))
+    targets = dict(zip(ratios, TARGETS, strict=True))
+    (OUT / "bench.json").write_text(
+        json.dumps({"results": results, "ratios": ratios, "targets": targets}, indent=2)
+    )
     header = (
         "| scenario | requests | conc. | errors | req/s | p50 ms | p99 ms "
         "| app CPU µs/req | DB CPU µs/req | events/s |"
@@ -349,7 +364,8 @@ def report(results: dict) -> None:
             lines.append(f"| {name} | " + " | ".join(map(str, cells)) + " |")
         elif "events_per_s" in row:
             lines.append(f"| {name} |" + " |" * 8 + f" {row['events_per_s']:,} |")
-    lines += ["", "| ratio | value |", "| --- | ---: |", *[f"| {k} | {v} |" for k, v in ratios.items()]]
+    lines += ["", "| ratio | value | target | met |", "| --- | ---: | ---: | --- |"]
+    lines += [f"| {k} | {v} | {targets[k]} | {_met(v, targets[k])} |" for k, v in ratios.items()]
     if "worker memory, 100,000 single POSTs" in results:
         row = results["worker memory, 100,000 single POSTs"]
         lines += [

@@ -6,17 +6,9 @@ import json
 import pytest
 from django.test import Client
 
-from auditlog.events.rules import (
-    MSG_BLANK,
-    MSG_DATETIME,
-    MSG_DUPLICATE_METADATA,
-    MSG_FUTURE,
-    MSG_INTEGER_RANGE,
-    MSG_IP,
-    MSG_NOT_STRING,
-    MSG_NUMBER_RANGE,
-    MSG_OUTCOME,
-)
+from auditlog.events.datetimes import MSG_DATETIME, MSG_FUTURE
+from auditlog.events.metadata import MSG_DUPLICATE_METADATA, MSG_NUMBER_RANGE
+from auditlog.events.rules import MSG_BLANK, MSG_INTEGER_RANGE, MSG_IP, MSG_NOT_STRING, MSG_OUTCOME
 from auditlog.events.validation import (
     FIELD_MORE,
     MAX_FIELD_ERRORS,

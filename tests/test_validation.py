@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from auditlog.events import rules, validation
+from auditlog.events import datetimes, metadata, rules, validation
 from auditlog.events.validation import ValidationFailed, event_validate
 from tests.conftest import make_event
 
@@ -32,13 +32,15 @@ def test_occurred_at_is_normalised_to_utc():
 
 
 def test_occurred_at_without_timezone_is_rejected():
-    assert fields_of(make_event(occurred_at="2026-06-01T12:00:00")) == {"occurred_at": [rules.MSG_DATETIME]}
+    assert fields_of(make_event(occurred_at="2026-06-01T12:00:00")) == {
+        "occurred_at": [datetimes.MSG_DATETIME]
+    }
 
 
 def test_occurred_at_more_than_five_minutes_ahead_is_rejected():
     ahead = (NOW + timedelta(minutes=5, seconds=1)).isoformat()
 
-    assert fields_of(make_event(occurred_at=ahead)) == {"occurred_at": [rules.MSG_FUTURE]}
+    assert fields_of(make_event(occurred_at=ahead)) == {"occurred_at": [datetimes.MSG_FUTURE]}
 
 
 def test_occurred_at_five_minutes_ahead_is_accepted():
@@ -88,7 +90,7 @@ def test_metadata_of_16_kib_is_accepted_and_one_byte_more_is_not():
     event_validate(make_event(metadata={"k": "x" * (16384 - overhead)}), now=NOW)
 
     assert fields_of(make_event(metadata={"k": "x" * (16385 - overhead)})) == {
-        "metadata": [rules.MSG_METADATA_SIZE]
+        "metadata": [metadata.MSG_METADATA_SIZE]
     }
 
 
@@ -99,7 +101,7 @@ def test_metadata_nested_too_deep_is_rejected():
         node["n"] = {}
         node = node["n"]
 
-    assert fields_of(make_event(metadata=deep)) == {"metadata": [rules.MSG_METADATA_DEPTH]}
+    assert fields_of(make_event(metadata=deep)) == {"metadata": [metadata.MSG_METADATA_DEPTH]}
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 import pytest
 from django.utils import timezone
 
-from auditlog.events import rules, validation
+from auditlog.events import datetimes, rules, validation
 from auditlog.http import endpoint, errors
 from auditlog.http.views import MSG_BATCH_HEADER
 from auditlog.keys.services import api_key_create, api_key_revoke
@@ -252,7 +252,7 @@ def test_every_problem_is_reported_at_once(api):
     assert response.json()["error"]["fields"] == {
         "action": [rules.MSG_ACTION],
         "actor.nickname": [validation.MSG_UNKNOWN],
-        "occurred_at": [rules.MSG_DATETIME],
+        "occurred_at": [datetimes.MSG_DATETIME],
         "outcome": [rules.MSG_OUTCOME],
         "context.ip": [rules.MSG_IP],
         "metadata": [rules.MSG_NOT_OBJECT],

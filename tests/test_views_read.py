@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from auditlog.events import rules
+from auditlog.events import datetimes
 from auditlog.http import errors
 from auditlog.keys.services import api_key_create
 from auditlog.models import ActionLog
@@ -116,7 +116,7 @@ def test_filters(api, params, expected):
         (
             {"since": "yesterday"},
             "since",
-            rules.MSG_DATETIME,
+            datetimes.MSG_DATETIME,
         ),
         ({"outcome": "maybe"}, "outcome", "Must be one of: success, failure."),
         ({"actor": "42"}, "actor", "Unknown field."),

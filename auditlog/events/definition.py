@@ -22,15 +22,15 @@ from enum import Enum
 from types import UnionType
 from uuid import UUID
 
+from auditlog.events.datetimes import DateTime
+from auditlog.events.metadata import Metadata
 from auditlog.events.rules import (
     ACTION_RE,
     MSG_ACTION,
     MSG_OUTCOME,
     Choice,
-    DateTime,
     IdempotencyKey,
     IpAddress,
-    Metadata,
     Rule,
     Text,
 )

@@ -5,21 +5,18 @@ under the field's dotted path (`actor.id`), and states the same constraints as J
 the OpenAPI document; tests/test_openapi.py checks the two agree on every edge. What JSON
 Schema cannot say (how far ahead of the server's clock, metadata's serialized size and depth,
 the body and header idempotency keys agreeing) is in the schema's description.
+
+Here: the rules' common ground and the plain ones (text, a choice, an IP address, the
+idempotency key); date-times in auditlog.events.datetimes, metadata in auditlog.events.metadata.
 """
 
 import ipaddress
 import re
 import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, NamedTuple, Protocol
 
-from auditlog.events.formats import metadata_canonical
-
-MAX_METADATA_BYTES = 16 * 1024
-MAX_METADATA_DEPTH = 32
-NUL_ESCAPE = "\\u0000"
-MAX_FUTURE_SKEW = timedelta(minutes=5)
 ACTION_CHARS = "[a-z0-9_.:-]"
 ACTION_RE = re.compile(f"{ACTION_CHARS}+")
 KEY_RE = re.compile(r"[\x20-\x7e]{1,128}")  # printable ASCII
@@ -34,21 +31,12 @@ MSG_BLANK = "Must not be blank."
 MSG_NUL = "Must not contain NUL characters."
 MSG_SURROGATE = "Must be valid Unicode text."
 MSG_ACTION = "Use lowercase letters, digits and _ . : - only, e.g. invoice.delete."
-MSG_DATETIME = (
-    "Must be an RFC 3339 date-time from the year 1970, e.g. 2026-01-31T12:00:00Z or "
-    "2026-01-31T13:00:00.250+01:00."
-)
-MSG_FUTURE = "Must not be more than 5 minutes in the future."
 MSG_OUTCOME = "Must be one of: success, failure."
 MSG_IP = "Must be an IPv4 or IPv6 address (no zone id)."
-MSG_NUMBER_RANGE = "Numbers must be finite and within the range of a double (about 1.8e308)."
-MSG_METADATA_SIZE = f"Must be at most {MAX_METADATA_BYTES} bytes serialized."
-MSG_METADATA_DEPTH = f"Must not nest deeper than {MAX_METADATA_DEPTH} levels."
 MSG_KEY = "Must be 1 to 128 printable ASCII characters."
 MSG_INTEGER_RANGE = (
     f"Must be an integer of at most {MAX_SAFE_INTEGER} in size (I-JSON); send larger ids as strings."
 )
-MSG_DUPLICATE_METADATA = "An object in it gives a key more than once."
 MSG_KEY_MISMATCH = "Differs from the Idempotency-Key header."
 
 # JSON Schema: text without NUL (PostgreSQL refuses it).
@@ -160,7 +148,7 @@ class Text(Rule):
             errors.add(path, msg_too_long(self.max_length))
         elif "\x00" in value:
             errors.add(path, MSG_NUL)
-        elif not value.isascii() and not _encodable(value):
+        elif not value.isascii() and not encodable(value):
             errors.add(path, MSG_SURROGATE)
         return value
 
@@ -180,88 +168,12 @@ class Text(Rule):
         return value[: self.max_length]
 
 
-def _encodable(value: str) -> bool:
+def encodable(value: str) -> bool:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
         return False
     return True
-
-
-# The date-time grammar of RFC 3339 (section 5.6), "T" and "Z" in either case as it allows, with
-# two limits: the year as written is 1970 or later, and seconds stop at 59 (a leap second has no
-# representation here). Written for both Python and the OpenAPI document's ECMA-262 `pattern`:
-# [0-9], never \d (Python's \d matches every Unicode digit).
-DATETIME_RE = re.compile(
-    r"(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
-    r"[Tt]([01][0-9]|2[0-3]):([0-5][0-9]):([0-5][0-9])(\.[0-9]+)?"
-    r"([Zz]|([+-])([01][0-9]|2[0-3]):([0-5][0-9]))"
-)
-# Past the end of the calendar once in UTC (9999-12-31T23:00:00-05:00): later than any time.
-END_OF_TIME = datetime.max.replace(tzinfo=UTC)
-
-
-def datetime_parse(value: Any) -> datetime | None:
-    """An RFC 3339 date-time (DATETIME_RE, a real calendar date) as UTC, or None.
-
-    The UTC offset is applied here, so the databases only ever see UTC: any offset RFC 3339
-    allows works on both. A time that would fall after the year 9999 once in UTC is
-    END_OF_TIME; one before the year 1 cannot be written (the year is 1970 or later).
-    """
-    match = DATETIME_RE.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        return None
-    year, month, day, hour, minute, second, fraction, zone, sign, zone_hours, zone_minutes = match.groups()
-    offset = timedelta()
-    if zone not in ("Z", "z"):
-        offset = timedelta(hours=int(zone_hours), minutes=int(zone_minutes))
-        offset = -offset if sign == "-" else offset
-    microsecond = int(fraction[1:7].ljust(6, "0")) if fraction else 0  # further digits dropped
-    try:
-        local = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), microsecond)
-    except ValueError:  # 2026-02-30
-        return None
-    try:
-        return (local - offset).replace(tzinfo=UTC)
-    except OverflowError:
-        return END_OF_TIME
-
-
-def datetime_schema(description: str) -> dict:
-    return {
-        "type": "string",
-        "format": "date-time",
-        "pattern": f"^{DATETIME_RE.pattern}$",
-        "description": description,
-    }
-
-
-@dataclass(frozen=True, slots=True)
-class DateTime(Rule):
-    """An RFC 3339 date-time (datetime_parse), at most MAX_FUTURE_SKEW after the server's clock.
-    `if_absent`: what a field left out means, for the document."""
-
-    if_absent: str
-    gives = datetime | None
-
-    def validate(self, errors: Errors, path: str, value: Any, request: Request) -> datetime | None:
-        if value is None:
-            return None
-        parsed = datetime_parse(value)
-        if parsed is None:
-            errors.add(path, MSG_DATETIME)
-            return None
-        if parsed > request.now + MAX_FUTURE_SKEW:
-            errors.add(path, MSG_FUTURE)
-        return parsed
-
-    def schema(self) -> dict:
-        return nullable(
-            datetime_schema(
-                "RFC 3339, from the year 1970, seconds up to 59; not more than 5 minutes after "
-                f"the server's clock. Default: {self.if_absent}."
-            )
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,104 +234,6 @@ class IpAddress(Rule):
                 "description": "Without a zone id; send null or leave it out when unknown.",
             }
         )
-
-
-@dataclass(frozen=True, slots=True)
-class Metadata(Rule):
-    """A JSON object of at most MAX_METADATA_BYTES once serialized and MAX_METADATA_DEPTH levels
-    deep, without NUL. Its clean value is a pair: the object and its canonical JSON
-    (metadata_canonical), serialized once, then used for the size limit, the payload hash and
-    storage."""
-
-    gives = dict
-
-    @property
-    def absent(self) -> dict:
-        return {}
-
-    def validate(self, errors: Errors, path: str, value: Any, request: Request) -> tuple[dict, str]:
-        if value is None:
-            return {}, "{}"
-        if not isinstance(value, dict):
-            errors.add(path, MSG_NOT_OBJECT)
-            return {}, "{}"
-        try:
-            serialized = metadata_canonical(value)
-        except ValueError:  # NaN or an infinity (1e400): the event's own 400, not the database's 500
-            errors.add(path, MSG_NUMBER_RANGE)
-            return {}, "{}"
-        try:
-            size = len(serialized.encode("utf-8"))
-        except UnicodeEncodeError:
-            errors.add(path, MSG_SURROGATE)
-            return {}, "{}"
-        # Walk only where the text could hide a NUL (serialized as \u0000) or too deep a nesting.
-        could_hide = (
-            request.duplicates
-            or NUL_ESCAPE in serialized
-            or serialized.count("{") + serialized.count("[") > MAX_METADATA_DEPTH
-        )
-        if could_hide and (problem := _metadata_problem(value)):
-            errors.add(path, problem)
-            return {}, "{}"
-        if size > MAX_METADATA_BYTES:
-            errors.add(path, MSG_METADATA_SIZE)
-        return value, serialized
-
-    def trusted(self, value: dict) -> tuple[dict, str]:
-        return value, metadata_canonical(value)
-
-    def schema(self) -> dict:
-        return nullable(
-            {
-                "type": "object",
-                "propertyNames": {"pattern": NO_NUL},
-                "additionalProperties": {"$ref": "#/components/schemas/MetadataValue"},
-                "description": (
-                    f"At most {MAX_METADATA_BYTES} bytes once serialized compactly in UTF-8, "
-                    f"and {MAX_METADATA_DEPTH} levels deep; numbers within a double's range."
-                ),
-            }
-        )
-
-
-def metadata_value_schema() -> dict:
-    """The OpenAPI component MetadataValue: any JSON value, without NUL in its text."""
-    value = {"$ref": "#/components/schemas/MetadataValue"}
-    return {
-        "anyOf": [
-            {"type": ["null", "boolean", "number"]},
-            {"type": "string", "pattern": NO_NUL},
-            {"type": "array", "items": value},
-            {"type": "object", "propertyNames": {"pattern": NO_NUL}, "additionalProperties": value},
-        ]
-    }
-
-
-def _metadata_problem(value: dict) -> str | None:
-    """Walk without recursion: NUL (PostgreSQL's jsonb rejects it), lone surrogates, depth,
-    repeated keys."""
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_METADATA_DEPTH:
-            return MSG_METADATA_DEPTH
-        if type(node) is DuplicateKeys:
-            return MSG_DUPLICATE_METADATA
-        if isinstance(node, dict):
-            children = list(node.values())
-            strings = node.keys()
-        elif isinstance(node, list):
-            children, strings = node, ()
-        else:
-            children, strings = (), (node,) if isinstance(node, str) else ()
-        for text in strings:
-            if "\x00" in text:
-                return MSG_NUL
-            if not text.isascii() and not _encodable(text):
-                return MSG_SURROGATE
-        stack.extend((child, depth + 1) for child in children)
-    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,10 @@ from uuid import UUID
 from django.conf import settings
 
 from auditlog.events import validation
+from auditlog.events.datetimes import datetime_schema
 from auditlog.events.definition import EVENT_FIELDS, EventField, json_form
-from auditlog.events.rules import NO_NUL, Choice, datetime_schema, metadata_value_schema, nullable
+from auditlog.events.metadata import metadata_value_schema
+from auditlog.events.rules import NO_NUL, Choice, nullable
 from auditlog.http import errors
 from auditlog.models import ApiKey, Outcome
 from auditlog.reading import filters
@@ -38,15 +40,15 @@ def _event_in() -> dict:
             if member.rule.required:
                 required.append(name)
             continue
-        party = {
+        nested = {
             "type": "object",
             "properties": {key: field.rule.schema() for key, field in member.items()},
             "additionalProperties": False,
         }
         if names := [key for key, field in member.items() if field.rule.required]:
-            party["required"] = names
+            nested["required"] = names
             required.append(name)
-        properties[name] = party if names else nullable(party)
+        properties[name] = nested if names else nullable(nested)
     return {
         "type": "object",
         "description": "An event. null on an optional field means the same as leaving it out.",

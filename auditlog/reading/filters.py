@@ -5,16 +5,9 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from auditlog.events.datetimes import MSG_DATETIME, datetime_parse
 from auditlog.events.definition import FIELDS
-from auditlog.events.rules import (
-    ACTION_CHARS,
-    MSG_BLANK,
-    MSG_DATETIME,
-    MSG_NUL,
-    MSG_OUTCOME,
-    datetime_parse,
-    msg_too_long,
-)
+from auditlog.events.rules import ACTION_CHARS, MSG_BLANK, MSG_NUL, MSG_OUTCOME, msg_too_long
 from auditlog.events.validation import MSG_UNKNOWN, ValidationFailed
 from auditlog.models import Outcome
 from auditlog.reading.keyset import CursorOfAnotherList, InvalidCursor, cursor_decode

@@ -48,11 +48,16 @@ test: test-sqlite test-postgres
 test-sqlite: venv .env
 	DATABASE_URL=sqlite:///db.sqlite3 $(BIN)/pytest $(PYTEST_ARGS)
 
-# Skipped with a message when PostgreSQL is unreachable, except under CI=true.
+# Skipped with a message when PostgreSQL is unreachable, except under CI=true. Runs with two
+# roles, as production does (tests/pg_roles.py): the owner migrates, the service runs as the
+# runtime role.
 test-postgres: venv .env
 	@if $(PY) tests/pg_available.py "$(TEST_DATABASE_URL)"; then \
-		echo "== PostgreSQL: $(TEST_DATABASE_URL)"; \
-		DATABASE_URL="$(TEST_DATABASE_URL)" $(BIN)/pytest $(PYTEST_ARGS); \
+		urls="$$($(PY) tests/pg_roles.py "$(TEST_DATABASE_URL)")" || exit 1; \
+		set -- $$urls; \
+		echo "== PostgreSQL: $$1 (maintenance role), $$2 (runtime role)"; \
+		AUDITLOG_DATABASE_ROLE=maintenance DATABASE_MAINTENANCE_URL="$$1" DATABASE_URL="$$2" \
+			$(BIN)/pytest $(PYTEST_ARGS); \
 	elif [ "$$CI" = "true" ]; then \
 		echo "FAILED: PostgreSQL is required when CI=true (TEST_DATABASE_URL=$(TEST_DATABASE_URL))." >&2; exit 1; \
 	else \

@@ -1,8 +1,9 @@
-"""System checks for the connection setup (docs/connections.md).
+"""System checks for the connection setup (docs/connections.md) and the trail's protection
+(docs/roles.md).
 
 Configuration checks run with every `manage.py check`. The ones that ask the server (idle
-timeout, max_connections) are tagged `database`: they run with `check --database default`,
-with `migrate`, and in `manage.py auditlog_dbcheck`.
+timeout, max_connections, the triggers, what the runtime role may do) are tagged `database`:
+they run with `check --database default`, with `migrate`, and in `manage.py auditlog_dbcheck`.
 """
 
 import re
@@ -12,6 +13,9 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.db import connections
+
+from auditlog.db.roles import exposures, runtime_role
+from auditlog.trail.append_only import guard_missing
 
 SQLITE = "auditlog.db.sqlite3"  # Django's, creating the database file 0600
 SQLITE_ENGINES = (SQLITE, "django.db.backends.sqlite3")
@@ -228,4 +232,51 @@ def check_server_limits(app_configs, databases=None, **kwargs) -> list:
         database = settings.DATABASES[alias]
         if database["ENGINE"] in POSTGRESQL_ENGINES:
             problems += server_problems(alias, database, server_limits(alias), capacity(database))
+    return problems
+
+
+# --- the trail's protection, read from the server (docs/roles.md) ------------------------------
+
+
+def guard_problems(alias: str) -> list:
+    missing = guard_missing(alias)
+    if not missing:
+        return []
+    return [
+        Error(
+            f"Append-only triggers missing or disabled: {', '.join(missing)}. Events or seals can be "
+            "changed or deleted by any role that can write the table.",
+            hint="Find who removed them (a migration rebuilding a SQLite table drops its triggers; on "
+            "PostgreSQL only the tables' owner can disable or drop one), then recreate them: "
+            "`manage.py migrate auditlog 0005` and `manage.py migrate`.",
+            obj=_obj(alias),
+            id="auditlog.E008",
+        )
+    ]
+
+
+def runtime_role_problems(alias: str) -> list:
+    role = runtime_role(alias)
+    found = exposures(role, alias)
+    if not found:
+        return []
+    return [
+        Warning(
+            f"The runtime role {role} can change or remove the trail: {'; '.join(found)}.",
+            hint="Run the service as a role that does not own the tables, with the privileges "
+            "`manage.py auditlog_roles --runtime ROLE` prints; migrate, seal and purge with "
+            "DATABASE_MAINTENANCE_URL (docs/roles.md).",
+            obj=_obj(alias),
+            id="auditlog.W003",
+        )
+    ]
+
+
+@register(Tags.database)
+def check_trail_protection(app_configs, databases=None, **kwargs) -> list:
+    problems = []
+    for alias in databases or ():
+        problems += guard_problems(alias)
+        if settings.DATABASES[alias]["ENGINE"] in POSTGRESQL_ENGINES:
+            problems += runtime_role_problems(alias)
     return problems

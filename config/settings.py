@@ -84,7 +84,22 @@ TEMPLATES = [
 # facts about Django it relies on, docs/django-connections.md. `python manage.py
 # auditlog_dbcheck` prints what is in effect.
 
-DATABASES = {"default": env.db_url("DATABASE_URL", default="sqlite:///db.sqlite3")}
+# Two roles on PostgreSQL (docs/roles.md): DATABASE_URL is the runtime role the service connects
+# as; DATABASE_MAINTENANCE_URL, when set, the role that owns the tables, which the commands that
+# change the schema or the trail's tables use (manage.py sets AUDITLOG_DATABASE_ROLE=maintenance
+# for them). The runtime role is DATABASE_URL's user unless DATABASE_RUNTIME_ROLE says otherwise:
+# migrate grants it its privileges, and checks read what it can do.
+AUDITLOG_DATABASE_ROLE = env.str("AUDITLOG_DATABASE_ROLE", default="runtime")
+if AUDITLOG_DATABASE_ROLE not in ("runtime", "maintenance"):
+    raise ImproperlyConfigured(
+        f"AUDITLOG_DATABASE_ROLE={AUDITLOG_DATABASE_ROLE!r}: use runtime (the default) or maintenance"
+    )
+_runtime_database = env.db_url("DATABASE_URL", default="sqlite:///db.sqlite3")
+AUDITLOG_RUNTIME_ROLE = env.str("DATABASE_RUNTIME_ROLE", default=_runtime_database.get("USER", ""))
+if AUDITLOG_DATABASE_ROLE == "maintenance" and env.str("DATABASE_MAINTENANCE_URL", default=""):
+    DATABASES = {"default": env.db_url("DATABASE_MAINTENANCE_URL")}
+else:
+    DATABASES = {"default": _runtime_database}
 DATABASE = DATABASES["default"]
 DATABASE.setdefault("OPTIONS", {})
 

@@ -1,3 +1,4 @@
+import contextlib
 import json
 import re
 import sys
@@ -5,8 +6,10 @@ import threading
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.db.backends.signals import connection_created
+from django.test import TransactionTestCase
 
 from auditlog.db.writer_queue import writes_may_go
 from auditlog.keys.services import api_key_create
@@ -67,6 +70,85 @@ def reader_api(client, db):
 @pytest.fixture
 def anonymous_api(client, db):
     return ApiClient(client, None)
+
+
+# --- PostgreSQL with two roles (make test-postgres, tests/pg_roles.py) ---------------------------
+# The suite connects as the tables' owner, which creates and migrates the test database; once it
+# is set up, every connection of the default alias runs as the runtime role (SET ROLE), so the
+# service's code meets exactly the runtime role's privileges. Tests that do the maintenance
+# role's work (seal, purge, tamper as the owner) take the `maintenance_role` fixture; the flush
+# after a transactional test runs as the owner too. Attacks log in as the runtime role itself.
+_runtime_role: str | None = None
+
+
+def two_roles() -> str | None:
+    """The runtime role, when this session runs PostgreSQL with two roles."""
+    role = settings.AUDITLOG_RUNTIME_ROLE
+    if connection.vendor == "postgresql" and settings.AUDITLOG_DATABASE_ROLE == "maintenance" and role:
+        return role if role != connection.settings_dict["USER"] else None
+    return None
+
+
+def _set_role(db, role: str | None) -> None:
+    quoted = db.ops.quote_name(role) if role else None
+    with db.cursor() as cursor:
+        cursor.execute(f"SET ROLE {quoted}" if quoted else "RESET ROLE")
+
+
+def _as_runtime(sender, connection, **kwargs) -> None:
+    if _runtime_role and connection.alias == "default":
+        _set_role(connection, _runtime_role)
+
+
+connection_created.connect(_as_runtime, dispatch_uid="tests.as_runtime_role")
+
+
+@contextlib.contextmanager
+def as_owner():
+    """Run the block as the tables' owner (a no-op on SQLite or with one role)."""
+    if not _runtime_role:
+        yield
+        return
+    connection.ensure_connection()
+    _set_role(connection, None)
+    try:
+        yield
+    finally:
+        if connection.needs_rollback:
+            pass  # the test's rollback undoes the RESET ROLE with the rest
+        elif connection.is_usable():
+            _set_role(connection, _runtime_role)
+        else:
+            connection.close()  # the next connection is the runtime role's again
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    global _runtime_role
+    _runtime_role = two_roles()
+    if _runtime_role:
+        with django_db_blocker.unblock():
+            connection.close()
+    yield
+
+
+@pytest.fixture
+def maintenance_role(db):
+    """The test runs as the tables' owner: the maintenance role's work (seal, purge, tampering
+    that an owner can do)."""
+    with as_owner():
+        yield
+
+
+_teardown = TransactionTestCase._fixture_teardown
+
+
+def _teardown_as_owner(self):
+    with as_owner():
+        _teardown(self)
+
+
+TransactionTestCase._fixture_teardown = _teardown_as_owner
 
 
 requires_postgres = pytest.mark.skipif(

@@ -1,4 +1,9 @@
-"""Append-only triggers, sealing, verification and purge, on the suite's database."""
+"""Append-only triggers, sealing, verification and purge, on the suite's database.
+
+Everything here runs as the maintenance role, the tables' owner (on PostgreSQL with two roles):
+it is the role that seals and purges, and the one the triggers stop from changing the trail by
+mistake. What the runtime role can and cannot do is tests/test_roles.py.
+"""
 
 import io
 import uuid
@@ -12,11 +17,16 @@ from django.utils import timezone
 from auditlog.db.writer_queue import sqlite_writer_queue
 from auditlog.models import ActionLog, EventSeal, SealAnchor, SealBlock
 from auditlog.trail import sealing
-from auditlog.trail.append_only import delete_permit_grant, delete_permit_revoke
+from auditlog.trail.append_only import (
+    GUARDED_TABLES,
+    SQLITE_TRIGGERS,
+    delete_permit_grant,
+    delete_permit_revoke,
+)
 from auditlog.trail.retention import events_purge, events_purge_plan
 from tests.conftest import EVENTS_URL, make_event
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("maintenance_role")]
 
 TABLE = ActionLog._meta.db_table
 
@@ -41,13 +51,14 @@ def sql(statement, params=None):
 
 
 def without_triggers():
-    """What an attacker with the application's database role can do (rolled back with the test)."""
+    """What the tables' owner can do (rolled back with the test): turn every guard off."""
     if connection.vendor == "postgresql":
         sql("SET CONSTRAINTS ALL IMMEDIATE")  # this test's inserts left deferred FK checks pending
-        sql(f"ALTER TABLE {TABLE} DISABLE TRIGGER USER")
+        for table in GUARDED_TABLES:
+            sql(f"ALTER TABLE {table} DISABLE TRIGGER USER")
     else:
-        sql("DROP TRIGGER auditlog_no_update")
-        sql("DROP TRIGGER auditlog_no_delete")
+        for trigger in SQLITE_TRIGGERS:
+            sql(f"DROP TRIGGER {trigger}")
 
 
 def verify():
@@ -104,6 +115,41 @@ def test_the_purge_permit_lets_delete_through_in_its_transaction(trail):
     assert not ActionLog.objects.filter(id=trail[0]).exists()
     with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
         ActionLog.objects.filter(id=trail[1]).delete()  # the permit went with its transaction
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite has no transaction ids")
+@pytest.mark.django_db(transaction=True)
+def test_a_committed_permit_permits_nothing(trail):
+    """A permit counts only in the transaction that wrote it: one left behind by a commit
+    (a crash between grant and revoke cannot do it, a hand-written INSERT can) is void."""
+    with transaction.atomic():
+        delete_permit_grant("left behind")
+    with pytest.raises(DatabaseError, match="append-only: DELETE refused"), transaction.atomic():
+        ActionLog.objects.filter(id=trail[0]).delete()
+    with transaction.atomic():
+        delete_permit_revoke()
+
+
+def test_seal_tables_refuse_change_and_removal_without_a_permit(trail):
+    sealing.events_seal(block_size=1000)
+    events_purge(events_purge_plan(older_than_days=30), batch_size=1000)  # an anchor exists
+    refused = [
+        (EventSeal, "update", {"chain_hash": "0" * 64}),
+        (EventSeal, "delete", {}),
+        (SealBlock, "update", {"event_count": 1}),
+        (SealBlock, "delete", {}),
+        (SealAnchor, "update", {"purged_count": 0}),
+        (SealAnchor, "delete", {}),
+    ]
+    for model, operation, values in refused:
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+            getattr(model.objects.all(), operation)(**values)
+    with pytest.raises(DatabaseError, match="append-only: INSERT refused"), transaction.atomic():
+        SealAnchor.objects.create(
+            purged_through_event_id=1, chain_hash="0" * 64, purged_count=1, key_id="k", mac="m"
+        )
+
+    assert verify().problem is None
 
 
 # --- sealing ----------------------------------------------------------------------------------
@@ -198,6 +244,7 @@ def test_forged_event_below_the_chain_is_named(trail):
 def test_forged_checkpoint_is_detected(trail):
     sealing.events_seal(block_size=1000)
     block = SealBlock.objects.order_by("last_event_id")[1]
+    without_triggers()
     SealBlock.objects.filter(pk=block.pk).update(event_count=999)
 
     problem = verify().problem

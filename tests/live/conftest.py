@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+from tests.conftest import two_roles
+
 ROOT = Path(__file__).resolve().parents[2]
 LOG_DIR = ROOT / "tests" / "live" / "logs"
 
@@ -28,12 +30,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def database_url() -> str:
-    """The URL of the database this test session uses (pytest-django's test database)."""
+def database_url(*, maintenance: bool = False) -> str:
+    """The URL of the database this test session uses (pytest-django's test database): as the
+    runtime role the service connects as, or as the tables' owner (the maintenance role)."""
     settings = connection.settings_dict
     if connection.vendor == "sqlite":
         return f"sqlite:///{settings['NAME']}"
-    auth = settings["USER"] + (f":{settings['PASSWORD']}" if settings["PASSWORD"] else "")
+    owner = settings["USER"] + (f":{settings['PASSWORD']}" if settings["PASSWORD"] else "")
+    # tests/pg_roles.py: the runtime role logs in without a password, as its owner does
+    auth = owner if maintenance else two_roles() or owner
     return (
         f"postgres://{auth}@{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}/{settings['NAME']}"
     )
@@ -109,6 +114,8 @@ def server_env(**overrides) -> dict[str, str]:
         "DJANGO_ENV_FILE": "/nonexistent",
         "DJANGO_SECRET_KEY": "live-test-" + "s3cr3t-" * 8,
         "DATABASE_URL": database_url(),
+        # manage.py uses it for migrate, seal and purge; the web service never does.
+        "DATABASE_MAINTENANCE_URL": database_url(maintenance=True) if two_roles() else None,
         "WEB_CONCURRENCY": "2",
         "GUNICORN_THREADS": "4",
     }

@@ -1,4 +1,9 @@
-"""Django's SQLite backend, with the database file created readable by its owner only.
+"""Django's SQLite backend, with the database file created readable by its owner only, and
+recursive triggers on for every connection.
+
+Recursive triggers: SQLite fires DELETE triggers for the row a REPLACE (INSERT OR REPLACE, or a
+column's ON CONFLICT REPLACE) removes only when they are on; without them, REPLACE of an existing
+event would remove it past the append-only triggers (auditlog/migrations/0006_trail_guard.py).
 
 SQLite creates a missing database 0644 (less the umask), and gives its -wal and -shm files the
 database's mode: creating the file 0600 first makes all three 0600 (auditlog.db.private_files).
@@ -14,4 +19,6 @@ class DatabaseWrapper(base.DatabaseWrapper):
         name = str(conn_params["database"])
         if not self.is_in_memory_db() and not name.startswith("file:"):
             private_file_create(name)
-        return super().get_new_connection(conn_params)
+        connection = super().get_new_connection(conn_params)
+        connection.execute("PRAGMA recursive_triggers = ON")
+        return connection

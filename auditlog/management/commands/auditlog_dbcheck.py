@@ -4,6 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
 from auditlog import checks
+from auditlog.db.roles import runtime_role
+from auditlog.trail.append_only import GUARDED_TABLES, POSTGRESQL_TRIGGERS, SQLITE_TRIGGERS, guard_missing
 
 OK = "ok"
 
@@ -13,7 +15,9 @@ class Command(BaseCommand):
     requires_system_checks = []
     help = (
         "Print the effective database connection setup, one line per setting with a verdict, "
-        "and the problems found (checks auditlog.E001-E007, W001). Exits non-zero on errors."
+        "and the problems found (checks auditlog.E001-E008, W001-W003): the connection setup, the "
+        "append-only triggers, and on PostgreSQL what the runtime role could do to the trail, read "
+        "from the catalog. Exits non-zero on errors."
     )
 
     def add_arguments(self, parser):
@@ -49,7 +53,12 @@ class Command(BaseCommand):
         failing = [p for p in problems if p.level >= ERROR or fail_on_warning]
         if failing:
             raise CommandError(f"{len(failing)} problem(s): {', '.join(p.id for p in failing)}")
-        self.stdout.write(self.style.SUCCESS("\nNo problems found."))
+        if problems:
+            self.stdout.write(
+                self.style.WARNING(f"\n{len(problems)} warning(s); --fail-on-warning makes them fail.")
+            )
+        else:
+            self.stdout.write(self.style.SUCCESS("\nNo problems found."))
 
     def _inspect(self, alias, config):
         if config["ENGINE"] in checks.SQLITE_ENGINES:
@@ -74,8 +83,9 @@ class Command(BaseCommand):
             ("ATOMIC_REQUESTS", config.get("ATOMIC_REQUESTS"), "auditlog.E004"),
             ("CONN_MAX_AGE", config.get("CONN_MAX_AGE"), None),
             ("gunicorn workers x threads", f"{cap.workers} x {cap.threads}", None),
+            self._guard_row(alias),
         ]
-        problems = checks.sqlite_problems(alias, config)
+        problems = checks.sqlite_problems(alias, config) + checks.guard_problems(alias)
         if pragma["journal_mode"] != "wal" and not any(p.id == "auditlog.E001" for p in problems):
             problems.append(checks.sqlite_not_wal(alias))  # configured, yet the file is not in WAL
         return rows, problems
@@ -83,8 +93,8 @@ class Command(BaseCommand):
     def _postgres(self, alias, config):
         connection = connections[alias]
         with connection.cursor() as cursor:
-            cursor.execute("SHOW server_version")
-            version = cursor.fetchone()[0]
+            cursor.execute("SELECT current_setting('server_version'), current_user")
+            version, current_user = cursor.fetchone()
         limits = checks.server_limits(alias)
         cap = checks.capacity(config)
         pool = config.get("OPTIONS", {}).get("pool")
@@ -105,8 +115,24 @@ class Command(BaseCommand):
             ("server idle_session_timeout", f"{idle:g} s" if idle else "none", "auditlog.W001"),
             ("server max_connections", f"{limits.max_connections} ({limits.reserved} reserved)", None),
             ("connections this deployment opens", cap.connections, "auditlog.E007"),
+            ("connected as", current_user, None),
+            ("runtime role", runtime_role(alias), "auditlog.W003"),
+            self._guard_row(alias),
         ]
-        problems = checks.postgres_problems(alias, config) + checks.server_problems(
-            alias, config, limits, cap
+        problems = (
+            checks.postgres_problems(alias, config)
+            + checks.server_problems(alias, config, limits, cap)
+            + checks.guard_problems(alias)
+            + checks.runtime_role_problems(alias)
         )
         return rows, problems
+
+    def _guard_row(self, alias):
+        missing = guard_missing(alias)
+        total = (
+            len(GUARDED_TABLES) * len(POSTGRESQL_TRIGGERS)
+            if connections[alias].vendor == "postgresql"
+            else len(SQLITE_TRIGGERS)
+        )
+        value = "not migrated yet" if missing is None else f"{total - len(missing)} of {total} in place"
+        return ("append-only triggers", value, "auditlog.E008")

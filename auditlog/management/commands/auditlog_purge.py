@@ -3,6 +3,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from auditlog.db.roles import maintenance_only
 from auditlog.db.timeouts import command_timeouts
 from auditlog.ingest.services import event_record_internal
 from auditlog.trail.retention import events_purge, events_purge_plan
@@ -30,6 +31,7 @@ class Command(BaseCommand):
         )
 
     # Each batch deletes 1,000 rows in a short transaction.
+    @maintenance_only("auditlog_purge")
     @command_timeouts(statement=60, lock=5)
     def handle(self, *args, older_than, dry_run, batch_size, **options):
         if older_than is None:

@@ -2,6 +2,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from auditlog.db.roles import maintenance_only
 from auditlog.db.timeouts import command_timeouts
 from auditlog.trail.sealing import SealError, events_seal
 
@@ -21,6 +22,7 @@ class Command(BaseCommand):
         )
 
     # Sealing reads and writes blocks of 5,000 events: minutes at most, never waiting long on a lock.
+    @maintenance_only("auditlog_seal")
     @command_timeouts(statement=300, lock=5)
     def handle(self, *args, block_size, **options):
         if block_size < 1:

@@ -273,6 +273,36 @@ def test_a_chain_recomputed_without_the_key_breaks_at_its_checkpoint(trail):
     )
 
 
+def test_the_owner_can_have_an_edited_history_resealed(trail):
+    """What the seal chain does not catch today (docs/roles.md, the threat model): the tables'
+    owner edits an event, empties the seal tables, and the next scheduled seal, which holds the
+    key, seals the edited history; verify then says OK."""
+    sealing.events_seal(block_size=1000)
+    without_triggers()
+    sql(f"UPDATE {TABLE} SET actor_id = 'mallory' WHERE id = %s", [trail[10]])
+    for model in (EventSeal, SealBlock, SealAnchor):
+        model.objects.all().delete()
+
+    sealing.events_seal(block_size=1000)
+
+    assert verify().problem is None
+    assert ActionLog.objects.get(id=trail[10]).actor_id == "mallory"
+
+
+def test_removing_the_newest_events_with_their_seals_goes_unnoticed(trail):
+    """Nor this (the threat model): the newest events go, with their seals and checkpoints."""
+    sealing.events_seal(block_size=1000)
+    without_triggers()
+    EventSeal.objects.filter(event_id__gt=trail[1999]).delete()
+    SealBlock.objects.filter(first_event_id__gt=trail[1999]).delete()
+    ActionLog.objects.filter(id__gt=trail[1999]).delete()
+
+    result = verify()
+
+    assert result.problem is None
+    assert result.verified == 2000
+
+
 def test_verify_command_exits_non_zero_naming_the_event(trail):
     call_command("auditlog_seal", stdout=io.StringIO())
     without_triggers()

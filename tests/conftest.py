@@ -1,10 +1,12 @@
 import contextlib
 import json
+import os
 import re
 import sys
 import threading
 from pathlib import Path
 
+import environ
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -79,6 +81,11 @@ def anonymous_api(client, db):
 # role's work (seal, purge, tamper as the owner) take the `maintenance_role` fixture; the flush
 # after a transactional test runs as the owner too. Attacks log in as the runtime role itself.
 _runtime_role: str | None = None
+
+
+def runtime_password() -> str:
+    """The runtime role's password, from DATABASE_URL (the runtime role's URL)."""
+    return environ.Env.db_url_config(os.environ.get("DATABASE_URL", ""))["PASSWORD"] or ""
 
 
 def two_roles() -> str | None:

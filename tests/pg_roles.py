@@ -19,6 +19,9 @@ from psycopg import sql
 
 OWNER = "auditlog_test_owner"
 RUNTIME = "auditlog_test_runtime"
+# Roles for tests only, on a test server: a fixed password, so the URLs work with password
+# authentication as well as with trust.
+PASSWORD = "auditlog-test"
 
 
 def main(url: str) -> int:
@@ -36,6 +39,9 @@ def main(url: str) -> int:
         for role, attributes in ((OWNER, "LOGIN CREATEDB"), (RUNTIME, "LOGIN")):
             if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone() is None:
                 admin.execute(sql.SQL(f"CREATE ROLE {{}} {attributes}").format(sql.Identifier(role)))
+            admin.execute(
+                sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(PASSWORD))
+            )
         admin.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(RUNTIME), sql.Identifier(OWNER)))
         # A test database left by an earlier run as another role: the owner must be able to drop it.
         if admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [test_database]).fetchone():
@@ -47,7 +53,7 @@ def main(url: str) -> int:
     parts = urlsplit(url)
     host = parts.netloc.rpartition("@")[2]
     for role in (OWNER, RUNTIME):
-        print(urlunsplit(parts._replace(netloc=f"{role}@{host}")))
+        print(urlunsplit(parts._replace(netloc=f"{role}:{PASSWORD}@{host}")))
     return 0
 
 

@@ -26,7 +26,7 @@ from auditlog.models import ActionLog
 from auditlog.trail import sealing
 from auditlog.trail.append_only import GUARDED_TABLES, PERMIT_TABLE, delete_permit_grant
 from auditlog.trail.retention import events_purge, events_purge_plan
-from tests.conftest import as_owner, requires_postgres, requires_sqlite, two_roles
+from tests.conftest import as_owner, requires_postgres, requires_sqlite, runtime_password, two_roles
 
 EVENTS = "auditlog_actionlog"
 SEAL_TABLES = ("auditlog_eventseal", "auditlog_sealblock", "auditlog_sealanchor")
@@ -71,6 +71,7 @@ def runtime_connect() -> psycopg.Connection:
         host=settings["HOST"] or "127.0.0.1",
         port=settings["PORT"] or 5432,
         user=two_roles(),
+        password=runtime_password() or None,
         dbname=settings["NAME"],
         autocommit=True,
         connect_timeout=5,

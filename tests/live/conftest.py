@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from tests.conftest import two_roles
+from tests.conftest import runtime_password, two_roles
 
 ROOT = Path(__file__).resolve().parents[2]
 LOG_DIR = ROOT / "tests" / "live" / "logs"
@@ -37,8 +37,8 @@ def database_url(*, maintenance: bool = False) -> str:
     if connection.vendor == "sqlite":
         return f"sqlite:///{settings['NAME']}"
     owner = settings["USER"] + (f":{settings['PASSWORD']}" if settings["PASSWORD"] else "")
-    # tests/pg_roles.py: the runtime role logs in without a password, as its owner does
-    auth = owner if maintenance else two_roles() or owner
+    runtime = None if maintenance else two_roles()
+    auth = f"{runtime}:{runtime_password()}" if runtime else owner
     return (
         f"postgres://{auth}@{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}/{settings['NAME']}"
     )

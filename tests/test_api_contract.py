@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 
 from auditlog.events.datetimes import MSG_DATETIME, MSG_FUTURE
-from auditlog.events.metadata import MSG_DUPLICATE_METADATA, MSG_NUMBER_RANGE
+from auditlog.events.metadata import MSG_DUPLICATE_METADATA, MSG_METADATA_INTEGER_RANGE, MSG_NUMBER_RANGE
 from auditlog.events.rules import MSG_BLANK, MSG_INTEGER_RANGE, MSG_IP, MSG_NOT_STRING, MSG_OUTCOME
 from auditlog.events.validation import (
     FIELD_MORE,
@@ -27,6 +27,11 @@ BAD_EVENTS = {
     "outcome-object": ({"outcome": {"a": 1}}, "outcome", MSG_OUTCOME),
     "outcome-list": ({"outcome": ["success"]}, "outcome", MSG_OUTCOME),
     "metadata-number-out-of-range": ('{"big": 1e400}', "metadata", MSG_NUMBER_RANGE),
+    "metadata-integer-beyond-i-json": (
+        '{"n": [{"big": 9007199254740992}]}',
+        "metadata",
+        MSG_METADATA_INTEGER_RANGE,
+    ),
     "occurred-at-year-1": ({"occurred_at": "0001-01-01T00:00:00+05:00"}, "occurred_at", MSG_DATETIME),
     "occurred-at-after-9999-in-utc": (
         {"occurred_at": "9999-12-31T23:59:59-05:00"},

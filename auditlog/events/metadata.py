@@ -1,10 +1,12 @@
 """An event's metadata: any JSON object, within limits of size and depth, without NUL."""
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from auditlog.events.formats import metadata_canonical
 from auditlog.events.rules import (
+    MAX_SAFE_INTEGER,
     MSG_NOT_OBJECT,
     MSG_NUL,
     MSG_SURROGATE,
@@ -20,7 +22,14 @@ from auditlog.events.rules import (
 MAX_METADATA_BYTES = 16 * 1024
 MAX_METADATA_DEPTH = 32
 NUL_ESCAPE = "\\u0000"
+# Integers beyond I-JSON's range (MAX_SAFE_INTEGER): the trail's leaves are RFC 8785 JSON, whose
+# numbers are doubles, so a larger integer could change unseen in its last digits.
+LONG_DIGITS = re.compile(r"\d{16}")
 MSG_NUMBER_RANGE = "Numbers must be finite and within the range of a double (about 1.8e308)."
+MSG_METADATA_INTEGER_RANGE = (
+    f"Integers in it must be at most {MAX_SAFE_INTEGER} in size (I-JSON, the range JSON readers "
+    "keep exact); send larger ones as strings."
+)
 MSG_METADATA_SIZE = f"Must be at most {MAX_METADATA_BYTES} bytes serialized."
 MSG_METADATA_DEPTH = f"Must not nest deeper than {MAX_METADATA_DEPTH} levels."
 MSG_DUPLICATE_METADATA = "An object in it gives a key more than once."
@@ -60,6 +69,7 @@ class Metadata(Rule):
             request.duplicates
             or NUL_ESCAPE in serialized
             or serialized.count("{") + serialized.count("[") > MAX_METADATA_DEPTH
+            or LONG_DIGITS.search(serialized)
         )
         if could_hide and (problem := _metadata_problem(value)):
             errors.add(path, problem)
@@ -79,7 +89,8 @@ class Metadata(Rule):
                 "additionalProperties": {"$ref": "#/components/schemas/MetadataValue"},
                 "description": (
                     f"At most {MAX_METADATA_BYTES} bytes once serialized compactly in UTF-8, "
-                    f"and {MAX_METADATA_DEPTH} levels deep; numbers within a double's range."
+                    f"and {MAX_METADATA_DEPTH} levels deep; numbers within a double's range, "
+                    "integers within ±(2^53 - 1)."
                 ),
             }
         )
@@ -100,7 +111,7 @@ def metadata_value_schema() -> dict:
 
 def _metadata_problem(value: dict) -> str | None:
     """Walk without recursion: NUL (PostgreSQL's jsonb rejects it), lone surrogates, depth,
-    repeated keys."""
+    repeated keys, integers beyond 2^53."""
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
@@ -114,6 +125,8 @@ def _metadata_problem(value: dict) -> str | None:
         elif isinstance(node, list):
             children, strings = node, ()
         else:
+            if type(node) is int and not -MAX_SAFE_INTEGER <= node <= MAX_SAFE_INTEGER:
+                return MSG_METADATA_INTEGER_RANGE
             children, strings = (), (node,) if isinstance(node, str) else ()
         for text in strings:
             if "\x00" in text:

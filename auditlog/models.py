@@ -138,3 +138,49 @@ class SealAnchor(models.Model):
 
     def __str__(self):
         return f"purged through event {self.purged_through_event_id}"
+
+
+class TrailLeaf(models.Model):
+    """An event's leaf in the trail's Merkle tree (RFC 9162, docs/trail-format.md): its index,
+    assigned when it is sealed and never reused, and the hash of its leaf bytes (LEAF_V1). No
+    foreign key: the leaf stays when a purge removes the event, so the tree never shrinks."""
+
+    leaf_index = models.BigIntegerField(primary_key=True)
+    event_id = models.BigIntegerField(unique=True)
+    leaf_hash = models.BinaryField(max_length=32)
+
+    def __str__(self):
+        return f"leaf {self.leaf_index} (event {self.event_id})"
+
+
+class TrailNode(models.Model):
+    """The hash of a complete subtree of 2**height leaves, starting at leaf index * 2**height,
+    stored once complete for heights that are multiples of 8: every other node is at most 128
+    stored hashes away (the idea of C2SP tlog-tiles, in rows)."""
+
+    height = models.PositiveSmallIntegerField()
+    index = models.BigIntegerField()
+    hash = models.BinaryField(max_length=32)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["height", "index"], name="auditlog_trailnode_unique")]
+
+    def __str__(self):
+        return f"node {self.height}/{self.index}"
+
+
+class Checkpoint(models.Model):
+    """A signed checkpoint of the tree: a C2SP tlog-checkpoint body in a signed note."""
+
+    tree_size = models.BigIntegerField(db_index=True)
+    root_hash = models.BinaryField(max_length=32)
+    note = models.TextField()
+    key_id = models.CharField(max_length=8)  # hex, as in the verifier key
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["id"]
+        get_latest_by = "id"
+
+    def __str__(self):
+        return f"checkpoint of {self.tree_size} leaves"

@@ -266,6 +266,12 @@ AUDITLOG_API_KEY_CACHE_SECONDS = env.float("AUDITLOG_API_KEY_CACHE_SECONDS", def
 AUDITLOG_SEAL_KEY = env.str("AUDITLOG_SEAL_KEY", default="")
 AUDITLOG_SEAL_OLD_KEYS = env.list("AUDITLOG_SEAL_OLD_KEYS", default=[])
 AUDITLOG_SEAL_DELAY_SECONDS = env.int("AUDITLOG_SEAL_DELAY_SECONDS", default=300)
+# The trail's Merkle tree (docs/trail-format.md): the Ed25519 key that signs its checkpoints, as
+# `manage.py auditlog_keygen` writes it (PRIVATE+KEY+...), or a file holding it; and the
+# verifier keys of earlier keys, so that checkpoints signed before a rotation still verify.
+AUDITLOG_TRAIL_KEY = env.str("AUDITLOG_TRAIL_KEY", default="")
+AUDITLOG_TRAIL_KEY_FILE = env.str("AUDITLOG_TRAIL_KEY_FILE", default="")
+AUDITLOG_TRAIL_OLD_VERIFIER_KEYS = env.list("AUDITLOG_TRAIL_OLD_VERIFIER_KEYS", default=[])
 # Retention: auditlog_purge's default --older-than, in days (unset: no default).
 AUDITLOG_RETENTION_DAYS = env.int("AUDITLOG_RETENTION_DAYS", default=None)
 # Mounts /bench/empty, the framework-only baseline of `make bench`. Never in production.

@@ -20,6 +20,8 @@ from auditlog.events.definition import EVENT_FIELDS
 from auditlog.events.formats import (
     ANCHOR_MAC_V1,
     BLOCK_MAC_V1,
+    LEAF_V1,
+    NOT_IN_LEAF,
     NOT_IN_PAYLOAD_HASH,
     NOT_SEALED,
     PAYLOAD_HASH_V1,
@@ -359,3 +361,51 @@ def test_every_validated_field_is_hashed_or_named_as_left_out():
 def test_validated_event_begins_with_the_payload_hash_fields_in_their_order():
     # event_validate hashes EventInput's first values as they stand, without looking up names.
     assert EventInput._fields[: len(PAYLOAD_HASH_V1.fields)] == PAYLOAD_HASH_V1.fields
+
+
+# --- the trail's leaves -----------------------------------------------------------------------
+
+LEAF_GOLDEN_VALUES = (
+    UUID("01935f6e-7c3a-7000-8000-000000000001"),
+    datetime(2026, 1, 31, 12, 0, tzinfo=UTC),
+    datetime(2026, 1, 31, 12, 0, 0, 250001, tzinfo=timezone(timedelta(hours=1))),
+    "document.share",
+    "42",
+    "user",
+    "Zoë Ångström 山田",
+    "document",
+    "7",
+    "Résumé 📄",
+    "failure",
+    "2001:db8::1",
+    "app/2.0",
+    {"b": [1, 2.5, None, True], "a": "\u2028x", "😂": 1, "\ufb33": 2},
+    None,
+    "ab12cd34",
+    "f" * 64,
+)
+# RFC 8785: members sorted by UTF-16 code units (the emoji's surrogates before U+FB33), U+2028
+# as is, times in UTC with six fractional digits. docs/trail-format.md shows the same vector.
+LEAF_GOLDEN = (
+    '{"action":"document.share","actor_id":"42","actor_name":"Zoë Ångström 山田","actor_type":"user",'
+    '"id":"01935f6e-7c3a-7000-8000-000000000001","idempotency_key":null,"ip_address":"2001:db8::1",'
+    '"leaf_index":5,"metadata":{"a":"\u2028x","b":[1,2.5,null,true],"😂":1,"\ufb33":2},'
+    '"occurred_at":"2026-01-31T12:00:00.000000Z","outcome":"failure","payload_hash":"' + "f" * 64 + '",'
+    '"received_at":"2026-01-31T11:00:00.250001Z","source":"ab12cd34","target_id":"7",'
+    '"target_name":"Résumé 📄","target_type":"document","user_agent":"app/2.0","v":1}'
+)
+LEAF_HASH_GOLDEN = "0141579d2b56f11a5264024daff43efb0a1054f6f35cd579d243fa4508a0e9e2"
+
+
+def test_leaf_v1_golden():
+    leaf = LEAF_V1.leaf(5, LEAF_GOLDEN_VALUES)
+
+    assert leaf == LEAF_GOLDEN.encode("utf-8")
+    assert hashlib.sha256(b"\x00" + leaf).hexdigest() == LEAF_HASH_GOLDEN
+
+
+def test_every_event_column_is_in_the_leaf_or_named_as_left_out():
+    in_leaf = set(LEAF_V1.fields)
+
+    assert not in_leaf & NOT_IN_LEAF.keys()
+    assert in_leaf | NOT_IN_LEAF.keys() == EVENT_COLUMNS

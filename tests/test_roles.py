@@ -25,11 +25,20 @@ from auditlog.db.writer_queue import sqlite_writer_queue
 from auditlog.models import ActionLog
 from auditlog.trail import sealing
 from auditlog.trail.append_only import GUARDED_TABLES, PERMIT_TABLE, delete_permit_grant
+from auditlog.trail.note import Signer
 from auditlog.trail.retention import events_purge, events_purge_plan
+from auditlog.trail.tree import tree_append
 from tests.conftest import as_owner, requires_postgres, requires_sqlite, runtime_password, two_roles
 
 EVENTS = "auditlog_actionlog"
-SEAL_TABLES = ("auditlog_eventseal", "auditlog_sealblock", "auditlog_sealanchor")
+SEAL_TABLES = (
+    "auditlog_eventseal",
+    "auditlog_sealblock",
+    "auditlog_sealanchor",
+    "auditlog_trailleaf",
+    "auditlog_trailnode",
+    "auditlog_checkpoint",
+)
 INSUFFICIENT_PRIVILEGE = "42501"
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,6 +49,7 @@ requires_two_roles = pytest.mark.skipif(
 
 @pytest.fixture
 def seal_key(settings):
+    settings.AUDITLOG_TRAIL_KEY = Signer.generate("roles.example/log").text()
     settings.AUDITLOG_SEAL_KEY = "roles-seal-key"
     settings.AUDITLOG_SEAL_OLD_KEYS = []
     settings.AUDITLOG_SEAL_DELAY_SECONDS = 0
@@ -50,6 +60,9 @@ def trail_create() -> int:
     with as_owner():
         call_command("auditlog_demo", "--count", "300", "--seed", "12", stdout=io.StringIO())
         sealing.events_seal(block_size=50)
+        tree_append(
+            upto_id=ActionLog.objects.order_by("-id").values_list("id", flat=True).first(), block_size=100
+        )
         events_purge(events_purge_plan(older_than_days=30), batch_size=100)
     return ActionLog.objects.order_by("id").values_list("id", flat=True).first()
 
@@ -124,7 +137,8 @@ ATTACKS = {
         "CREATE FUNCTION public.txid_current() RETURNS bigint LANGUAGE sql AS 'SELECT 0'"
     ],
 }
-for table, column in zip(SEAL_TABLES, ("chain_hash", "event_count", "purged_count"), strict=True):
+COLUMNS = ("chain_hash", "event_count", "purged_count", "leaf_hash", "hash", "note")
+for table, column in zip(SEAL_TABLES, COLUMNS, strict=True):
     ATTACKS |= {
         f"update {table}": [f"UPDATE {table} SET {column} = {column}"],
         f"delete from {table}": [f"DELETE FROM {table}"],

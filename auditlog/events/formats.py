@@ -9,6 +9,8 @@ part of the data, not of the code:
 - SEAL_CANONICAL_V1 (EventSeal.chain_hash, SealBlock, SealAnchor): auditlog_verify recomputes
   every sealed event's link; a changed format would call every sealed event modified.
 - BLOCK_MAC_V1 and ANCHOR_MAC_V1 (SealBlock.mac, SealAnchor.mac): likewise for checkpoints.
+- LEAF_V1 (the trail's Merkle tree, TrailLeaf.leaf_hash): the bytes of an event's leaf, which
+  anyone can recompute from an export (docs/trail-format.md).
 
 A version is frozen once it has been released: tests/test_formats.py pins each one to golden
 values computed from fixed events. To change a format, add the next version beside the old
@@ -32,6 +34,8 @@ from functools import cached_property
 from operator import itemgetter
 from typing import Any
 from uuid import UUID
+
+from auditlog.trail import jcs
 
 # Metadata as canonical JSON: sorted keys, compact, non-ASCII as is. Hashed by PAYLOAD_HASH_V1,
 # and the text SQLite stores. allow_nan=False: a number JSON can carry but no database can
@@ -175,3 +179,59 @@ BLOCK_MAC_V1 = CheckpointMac(
 ANCHOR_MAC_V1 = CheckpointMac(
     version=1, tag="anchor", fields=("purged_through_event_id", "chain_hash", "purged_count")
 )
+
+
+@dataclass(frozen=True)
+class LeafFormat:
+    """An event as a leaf of the trail's Merkle tree: the RFC 8785 (JCS) bytes of one flat JSON
+    object with "v" (the version), "leaf_index", and the event's `fields`, each under its name
+    in `names` (else its column's name). Values as the export writes them: text as is, UUIDs
+    hyphenated, datetimes in UTC as YYYY-MM-DDTHH:MM:SS.ffffffZ (always six digits), metadata as
+    the JSON object it is, null for NULL; the source is its API key's prefix."""
+
+    version: int
+    fields: tuple[str, ...]
+    names: Mapping[str, str]
+
+    def obj(self, leaf_index: int, values: Sequence) -> dict:
+        """`values`: the fields' values in that order (the source as its key's prefix)."""
+        obj: dict[str, Any] = {"v": self.version, "leaf_index": leaf_index}
+        for field, value in zip(self.fields, values, strict=True):
+            if isinstance(value, datetime):
+                value = value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+            elif isinstance(value, UUID):
+                value = str(value)
+            obj[self.names.get(field, field)] = value
+        return obj
+
+    def leaf(self, leaf_index: int, values: Sequence) -> bytes:
+        return jcs.canonical(self.obj(leaf_index, values))
+
+
+LEAF_V1 = LeafFormat(
+    version=1,
+    fields=(
+        "uuid",
+        "occurred_at",
+        "received_at",
+        "action",
+        "actor_id",
+        "actor_type",
+        "actor_name",
+        "target_type",
+        "target_id",
+        "target_name",
+        "outcome",
+        "ip_address",
+        "user_agent",
+        "metadata",
+        "idempotency_key",
+        "source_id",
+        "payload_hash",
+    ),
+    names={"uuid": "id", "source_id": "source"},
+)
+# The event's columns LEAF_V1 leaves out, and why.
+NOT_IN_LEAF = {
+    "id": "the database's own number, which no export shows: the leaf has the public id and its index"
+}

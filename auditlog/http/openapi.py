@@ -24,6 +24,7 @@ from auditlog.reading import filters
 # The Idempotency-Key header as the server sees it: HTTP drops spaces and tabs around a value.
 HEADER_KEY = "^[ \\t]*[\\x21-\\x7e]([\\x20-\\x7e]{0,126}[\\x21-\\x7e])?[ \\t]*$"
 JSON = "application/json"
+TEXT = "text/plain"
 
 
 def _ref(name: str) -> dict:
@@ -249,6 +250,7 @@ def _paths() -> dict:
         "properties": {"status": {"const": "ok"}, "database": {"type": "string"}},
         "required": ["status"],
     }
+    tree_size = {"type": "integer", "minimum": 1, "maximum": 10**18 - 1}
     event_link = {
         "operationId": "event_get",
         "parameters": {"event_id": "$response.body#/id"},
@@ -305,6 +307,81 @@ def _paths() -> dict:
                 "responses": _responses(_ok("The event.", _ref("EventOut")), 401, 403, 404, 500, 503),
             }
         },
+        "/api/v1/events/{event_id}/proof": {
+            "get": {
+                "operationId": "event_proof",
+                "summary": "The event's RFC 9162 inclusion proof in the trail's Merkle tree",
+                "parameters": [
+                    {
+                        "name": "event_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "format": "uuid"},
+                    },
+                    _query(
+                        "tree_size", tree_size, "The tree to prove it in (default: the latest checkpoint's)."
+                    ),
+                ],
+                "responses": _responses(
+                    _ok("The proof (docs/trail-format.md).", _ref("InclusionProof")),
+                    400,
+                    401,
+                    403,
+                    404,
+                    500,
+                    503,
+                ),
+            }
+        },
+        "/api/v1/trail/checkpoint": {
+            "get": {
+                "operationId": "trail_checkpoint",
+                "summary": "The latest signed checkpoint (a C2SP tlog-checkpoint in a signed note)",
+                "responses": _responses(
+                    {
+                        "200": {
+                            "description": "The signed note.",
+                            "content": {TEXT: {"schema": {"type": "string"}}},
+                        }
+                    },
+                    401,
+                    403,
+                    404,
+                    500,
+                    503,
+                ),
+            }
+        },
+        "/api/v1/trail/consistency": {
+            "get": {
+                "operationId": "trail_consistency",
+                "summary": "The RFC 9162 consistency proof between two tree sizes",
+                "parameters": [
+                    {**_query("first", tree_size, "The earlier tree's size."), "required": True},
+                    {**_query("second", tree_size, "The later tree's size."), "required": True},
+                ],
+                "responses": _responses(
+                    _ok("The proof (docs/trail-format.md).", _ref("ConsistencyProof")),
+                    400,
+                    401,
+                    403,
+                    500,
+                    503,
+                ),
+            }
+        },
+        "/api/v1/trail/verifier-keys": {
+            "get": {
+                "operationId": "trail_verifier_keys",
+                "summary": "The verifier keys of the checkpoints, current first, one per line (C2SP vkey)",
+                **no_auth,
+                "responses": _responses(
+                    {"200": {"description": "The keys.", "content": {TEXT: {"schema": {"type": "string"}}}}},
+                    404,
+                    500,
+                ),
+            }
+        },
         "/api/v1/openapi.json": {
             "get": {
                 "operationId": "openapi",
@@ -329,6 +406,45 @@ def _paths() -> dict:
                 "responses": _responses(_ok("The database answers.", status), 503),
             }
         },
+    }
+
+
+def _proofs() -> dict:
+    size = {"type": "integer", "minimum": 1}
+    hashes = {
+        "type": "array",
+        "items": {"type": "string", "contentEncoding": "base64"},
+        "description": "SHA-256 hashes, base64, in the order RFC 9162 §2.1 gives them.",
+    }
+
+    def proof(properties: dict, description: str) -> dict:
+        return {
+            "type": "object",
+            "description": description,
+            "properties": {**properties, "hashes": hashes},
+            "required": [*properties, "hashes"],
+            "additionalProperties": False,
+        }
+
+    return {
+        "InclusionProof": proof(
+            {
+                "leaf_index": {"type": "integer", "minimum": 0},
+                "tree_size": size,
+                "leaf": {
+                    "type": "string",
+                    "contentEncoding": "base64",
+                    "description": "The leaf's bytes (RFC 8785 JSON, docs/trail-format.md); its hash is "
+                    "SHA-256(0x00 || leaf).",
+                },
+            },
+            "RFC 9162 §2.1.3 inclusion proof of one event's leaf in the tree of tree_size leaves.",
+        ),
+        "ConsistencyProof": proof(
+            {"first": size, "second": size},
+            "RFC 9162 §2.1.4 consistency proof: the tree of `first` leaves is a prefix of the tree of "
+            "`second` leaves.",
+        ),
     }
 
 
@@ -385,6 +501,7 @@ def openapi_document() -> dict:
                 "Ack": _ack(),
                 "BatchResults": _batch_results(),
                 "Error": _error(),
+                **_proofs(),
             },
         },
     }

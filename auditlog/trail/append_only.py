@@ -1,11 +1,19 @@
 """Append-only: the triggers that guard the trail's tables, and the purge permit that lets
-DELETE through them inside one transaction (auditlog/migrations/0005, 0006)."""
+DELETE through them inside one transaction (auditlog/migrations/0005, 0006, 0007)."""
 
 from django.db import connections
 from django.db.migrations.recorder import MigrationRecorder
 
 PERMIT_TABLE = "auditlog_delete_permit"
-GUARDED_TABLES = ("auditlog_actionlog", "auditlog_eventseal", "auditlog_sealblock", "auditlog_sealanchor")
+GUARDED_TABLES = (
+    "auditlog_actionlog",
+    "auditlog_eventseal",
+    "auditlog_sealblock",
+    "auditlog_sealanchor",
+    "auditlog_trailleaf",
+    "auditlog_trailnode",
+    "auditlog_checkpoint",
+)
 # On PostgreSQL each guarded table has both, enabled; on SQLite the named triggers exist.
 POSTGRESQL_TRIGGERS = ("auditlog_append_only", "auditlog_no_truncate")
 SQLITE_TRIGGERS = (
@@ -18,8 +26,14 @@ SQLITE_TRIGGERS = (
     "auditlog_sealanchor_no_insert",
     "auditlog_sealanchor_no_update",
     "auditlog_sealanchor_no_delete",
+    "auditlog_trailleaf_no_update",
+    "auditlog_trailleaf_no_delete",
+    "auditlog_trailnode_no_update",
+    "auditlog_trailnode_no_delete",
+    "auditlog_checkpoint_no_update",
+    "auditlog_checkpoint_no_delete",
 )
-GUARD_MIGRATION = ("auditlog", "0006_trail_guard")
+GUARD_MIGRATION = ("auditlog", "0007_trail_tree")
 
 
 def delete_permit_grant(granted_by: str, using: str = "default") -> None:

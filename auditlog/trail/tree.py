@@ -1,0 +1,238 @@
+"""The trail as an RFC 9162 Merkle tree in the database, with signed checkpoints.
+
+Events become leaves in id order, once old enough that no lower id can still commit (the seal
+delay, as for the chain): leaf i is LEAF_V1 of event i's fields and i (auditlog.events.formats).
+TrailLeaf keeps each leaf's hash, TrailNode the hash of every complete subtree whose height is a
+multiple of 8, so any node of any tree size is at most 128 stored hashes away: proofs read a
+few hundred rows at most. A Checkpoint is a C2SP tlog-checkpoint of the tree's size and root,
+signed with the trail key (AUDITLOG_TRAIL_KEY) in a C2SP signed note (auditlog.trail.note).
+docs/trail-format.md describes all of it for an outside verifier.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from auditlog.db.connections import close_old_connections_between_units
+from auditlog.db.writer_queue import sqlite_writer_queue
+from auditlog.events.formats import LEAF_V1
+from auditlog.models import ActionLog, Checkpoint, TrailLeaf, TrailNode
+from auditlog.trail import merkle
+from auditlog.trail.note import Checkpoint as CheckpointBody
+from auditlog.trail.note import NoteError, Signer, Verifier
+
+TILE_HEIGHT = 8  # a TrailNode every 8 levels
+# The leaf's fields as a query reads them: the source as its key's prefix.
+LEAF_COLUMNS = tuple("source__prefix" if field == "source_id" else field for field in LEAF_V1.fields)
+
+
+class TrailError(Exception):
+    """The tree cannot be read or extended as asked (a missing hash, no key, a concurrent seal)."""
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+
+def trail_signer() -> Signer | None:
+    """The key that signs checkpoints: AUDITLOG_TRAIL_KEY, or the file AUDITLOG_TRAIL_KEY_FILE
+    names (never the database). None when neither is set."""
+    text = settings.AUDITLOG_TRAIL_KEY
+    if not text and settings.AUDITLOG_TRAIL_KEY_FILE:
+        try:
+            text = Path(settings.AUDITLOG_TRAIL_KEY_FILE).read_text()
+        except OSError as exc:
+            raise TrailError(f"AUDITLOG_TRAIL_KEY_FILE: {exc}") from None
+    if not text:
+        return None
+    try:
+        return Signer.parse(text)
+    except NoteError as exc:
+        raise TrailError(f"AUDITLOG_TRAIL_KEY: {exc}") from None
+
+
+def trail_verifiers() -> list[Verifier]:
+    """The verifier keys checkpoints may be signed with: the current key's and the old ones
+    (AUDITLOG_TRAIL_OLD_VERIFIER_KEYS), so checkpoints signed before a rotation still verify."""
+    verifiers = [Verifier.parse(text) for text in settings.AUDITLOG_TRAIL_OLD_VERIFIER_KEYS]
+    signer = trail_signer()
+    if signer is not None:
+        verifiers.insert(0, signer.verifier())
+    return verifiers
+
+
+# --- reading the stored tree ------------------------------------------------------------------
+
+
+class StoredTree:
+    """merkle.NodeReader over TrailLeaf and TrailNode, fetching each run of hashes a node needs
+    in one query, and remembering what it read or was told (one instance per request or per
+    seal block)."""
+
+    def __init__(self):
+        self.known: dict[tuple[int, int], bytes] = {}
+
+    def read(self, height: int, index: int) -> bytes:
+        known = self.known.get((height, index))
+        if known is not None:
+            return known
+        base = height - height % TILE_HEIGHT
+        hashes = self.hashes(base, index << (height - base), 1 << (height - base))
+        value = hashes[0] if len(hashes) == 1 else merkle.root_of(hashes)
+        self.known[(height, index)] = value
+        return value
+
+    def hashes(self, height: int, first: int, count: int) -> list[bytes]:
+        """The hashes of nodes first..first+count-1 at a stored height (0 or a multiple of 8)."""
+        found = [self.known.get((height, first + i)) for i in range(count)]
+        if None in found:
+            if height == 0:
+                rows = TrailLeaf.objects.filter(leaf_index__gte=first, leaf_index__lt=first + count)
+                stored = dict(rows.values_list("leaf_index", "leaf_hash"))
+            else:
+                rows = TrailNode.objects.filter(height=height, index__gte=first, index__lt=first + count)
+                stored = dict(rows.values_list("index", "hash"))
+            found = [value if value is not None else stored.get(first + i) for i, value in enumerate(found)]
+            if None in found:
+                raise TrailError(
+                    f"the stored tree lacks hashes at height {height}, {first}..{first + count - 1}"
+                )
+        return [bytes(value) for value in found]
+
+
+def tree_size_now() -> int:
+    last = TrailLeaf.objects.order_by("-leaf_index").values_list("leaf_index", flat=True).first()
+    return 0 if last is None else last + 1
+
+
+def checkpoint_latest() -> Checkpoint | None:
+    return Checkpoint.objects.order_by("-id").first()
+
+
+# --- sealing into the tree --------------------------------------------------------------------
+
+
+@dataclass
+class TreeResult:
+    sealed: int = 0
+    tree_size: int = 0
+    checkpoint: Checkpoint | None = None
+
+
+def events_leaf_rows(after_id: int, upto_id: int, limit: int) -> list[tuple]:
+    """(id, *LEAF_V1 values) of the events after `after_id`, in id order."""
+    return list(
+        ActionLog.objects.filter(id__gt=after_id, id__lte=upto_id)
+        .order_by("id")
+        .values_list("id", *LEAF_COLUMNS)[:limit]
+    )
+
+
+def _nodes_completed(size_before: int, size_after: int, tree: StoredTree) -> list[TrailNode]:
+    """The TrailNodes that growing the tree from size_before to size_after leaves completes."""
+    nodes = []
+    height = TILE_HEIGHT
+    while size_after >> height:
+        for index in range(size_before >> height, size_after >> height):
+            width = 1 << TILE_HEIGHT
+            value = merkle.root_of(tree.hashes(height - TILE_HEIGHT, index * width, width))
+            tree.known[(height, index)] = value
+            nodes.append(TrailNode(height=height, index=index, hash=value))
+        height += TILE_HEIGHT
+    return nodes
+
+
+def tree_append(
+    *, upto_id: int | None, block_size: int, progress: Callable[[int], None] | None = None
+) -> TreeResult:
+    """Append every event with an id up to `upto_id` that is not a leaf yet, one block (one
+    transaction) at a time, then sign a checkpoint of the new size (also when nothing was added:
+    a checkpoint a minute shows the log is alive)."""
+    signer = trail_signer()
+    if signer is None:
+        raise TrailError("AUDITLOG_TRAIL_KEY is not set: `manage.py auditlog_keygen` makes one.")
+    last = TrailLeaf.objects.order_by("-leaf_index").values_list("leaf_index", "event_id").first()
+    size, last_id = (0, 0) if last is None else (last[0] + 1, last[1])
+    result = TreeResult(tree_size=size)
+    while upto_id is not None and (rows := events_leaf_rows(last_id, upto_id, block_size)):
+        tree = StoredTree()
+        leaves = []
+        for i, row in enumerate(rows):
+            value = merkle.leaf_hash(LEAF_V1.leaf(size + i, row[1:]))
+            tree.known[(0, size + i)] = value
+            leaves.append(TrailLeaf(leaf_index=size + i, event_id=row[0], leaf_hash=value))
+        try:
+            with sqlite_writer_queue(), transaction.atomic():
+                TrailLeaf.objects.bulk_create(leaves, batch_size=500)
+                TrailNode.objects.bulk_create(_nodes_completed(size, size + len(leaves), tree))
+        except IntegrityError:
+            raise TrailError(
+                "Another auditlog_seal sealed these events at the same time; run it again."
+            ) from None
+        size += len(leaves)
+        last_id = rows[-1][0]
+        result.sealed += len(leaves)
+        result.tree_size = size
+        if progress:
+            progress(result.sealed)
+        close_old_connections_between_units()
+    result.checkpoint = checkpoint_sign(signer, size)
+    return result
+
+
+def checkpoint_sign(signer: Signer, size: int, now: datetime | None = None) -> Checkpoint:
+    now = now or timezone.now()
+    root = merkle.tree_root(StoredTree().read, size)
+    body = CheckpointBody(signer.name, size, root, (f"time {int(now.timestamp())}",))
+    with sqlite_writer_queue():
+        return Checkpoint.objects.create(
+            tree_size=size,
+            root_hash=root,
+            note=signer.sign(body.text()),
+            key_id=signer.key_id.hex(),
+            created_at=now,
+        )
+
+
+# --- proofs -----------------------------------------------------------------------------------
+
+
+@dataclass
+class InclusionProof:
+    leaf_index: int
+    tree_size: int
+    leaf: bytes
+    hashes: list[bytes]
+
+
+def event_inclusion_proof(event_uuid, tree_size: int | None) -> InclusionProof | None:
+    """The RFC 9162 inclusion proof of an event in the tree of `tree_size` leaves (the latest
+    checkpoint's when None). None when the event does not exist or is not a leaf yet; TrailError
+    when the tree asked for does not contain it."""
+    row = ActionLog.objects.filter(uuid=event_uuid).values_list("id", *LEAF_COLUMNS).first()
+    if row is None:
+        return None
+    leaf = TrailLeaf.objects.filter(event_id=row[0]).values_list("leaf_index", flat=True).first()
+    if leaf is None:
+        return None
+    if tree_size is None:
+        latest = checkpoint_latest()
+        tree_size = latest.tree_size if latest else 0
+    if not leaf < tree_size <= tree_size_now():
+        raise TrailError(
+            f"the event is leaf {leaf}: it is in trees of {leaf + 1} to {tree_size_now()} leaves"
+        )
+    hashes = merkle.inclusion_proof(StoredTree().read, leaf, tree_size)
+    return InclusionProof(leaf, tree_size, LEAF_V1.leaf(leaf, row[1:]), hashes)
+
+
+def tree_consistency_proof(first: int, second: int) -> list[bytes]:
+    if not 0 < first <= second <= tree_size_now():
+        raise TrailError(
+            f"no consistency proof from {first} to {second} leaves: 0 < first <= second <= {tree_size_now()}"
+        )
+    return merkle.consistency_proof(StoredTree().read, first, second)

@@ -184,3 +184,22 @@ class Checkpoint(models.Model):
 
     def __str__(self):
         return f"checkpoint of {self.tree_size} leaves"
+
+
+class RetentionRecord(models.Model):
+    """A purge by policy, signed with the trail key: the leaves whose events it removed, so that
+    a verifier tells a purge from a deletion. The leaves themselves stay (the tree never shrinks)."""
+
+    first_leaf = models.BigIntegerField()
+    last_leaf = models.BigIntegerField(unique=True)
+    purged_count = models.BigIntegerField()
+    cutoff = models.DateTimeField()
+    policy = models.CharField(max_length=200)
+    note = models.TextField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["last_leaf"]
+
+    def __str__(self):
+        return f"purge of leaves {self.first_leaf}-{self.last_leaf}"

@@ -265,13 +265,23 @@ AUDITLOG_API_KEY_CACHE_SECONDS = env.float("AUDITLOG_API_KEY_CACHE_SECONDS", def
 # transaction still in flight can then commit a lower id).
 AUDITLOG_SEAL_KEY = env.str("AUDITLOG_SEAL_KEY", default="")
 AUDITLOG_SEAL_OLD_KEYS = env.list("AUDITLOG_SEAL_OLD_KEYS", default=[])
-AUDITLOG_SEAL_DELAY_SECONDS = env.int("AUDITLOG_SEAL_DELAY_SECONDS", default=300)
+AUDITLOG_SEAL_DELAY_SECONDS = env.int("AUDITLOG_SEAL_DELAY_SECONDS", default=30)
+# auditlog_seal --follow seals every AUDITLOG_SEAL_INTERVAL_SECONDS and signs a checkpoint at
+# least every AUDITLOG_CHECKPOINT_INTERVAL_SECONDS, even when nothing arrived, so silence shows.
+# auditlog_verify fails when an event older than AUDITLOG_SEAL_BOUND_SECONDS is not sealed, or
+# when checkpoints are further apart (or the latest older) than AUDITLOG_CHECKPOINT_MAX_GAP_SECONDS
+# (0: not checked; sealing from cron every few minutes needs a larger one).
+AUDITLOG_SEAL_INTERVAL_SECONDS = env.float("AUDITLOG_SEAL_INTERVAL_SECONDS", default=10.0)
+AUDITLOG_CHECKPOINT_INTERVAL_SECONDS = env.int("AUDITLOG_CHECKPOINT_INTERVAL_SECONDS", default=60)
+AUDITLOG_SEAL_BOUND_SECONDS = env.int("AUDITLOG_SEAL_BOUND_SECONDS", default=60)
+AUDITLOG_CHECKPOINT_MAX_GAP_SECONDS = env.int("AUDITLOG_CHECKPOINT_MAX_GAP_SECONDS", default=150)
 # The trail's Merkle tree (docs/trail-format.md): the Ed25519 key that signs its checkpoints, as
-# `manage.py auditlog_keygen` writes it (PRIVATE+KEY+...), or a file holding it; and the
-# verifier keys of earlier keys, so that checkpoints signed before a rotation still verify.
+# `manage.py auditlog_keygen` writes it (PRIVATE+KEY+...), or a file holding it; and verifier
+# keys (C2SP vkeys) accepted besides the signer key's own: earlier keys after a rotation, or
+# every key, where auditlog_verify runs without the signer key.
 AUDITLOG_TRAIL_KEY = env.str("AUDITLOG_TRAIL_KEY", default="")
 AUDITLOG_TRAIL_KEY_FILE = env.str("AUDITLOG_TRAIL_KEY_FILE", default="")
-AUDITLOG_TRAIL_OLD_VERIFIER_KEYS = env.list("AUDITLOG_TRAIL_OLD_VERIFIER_KEYS", default=[])
+AUDITLOG_TRAIL_VERIFIER_KEYS = env.list("AUDITLOG_TRAIL_VERIFIER_KEYS", default=[])
 # Retention: auditlog_purge's default --older-than, in days (unset: no default).
 AUDITLOG_RETENTION_DAYS = env.int("AUDITLOG_RETENTION_DAYS", default=None)
 # Mounts /bench/empty, the framework-only baseline of `make bench`. Never in production.

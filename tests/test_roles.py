@@ -38,6 +38,7 @@ SEAL_TABLES = (
     "auditlog_trailleaf",
     "auditlog_trailnode",
     "auditlog_checkpoint",
+    "auditlog_retentionrecord",
 )
 INSUFFICIENT_PRIVILEGE = "42501"
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,7 +138,7 @@ ATTACKS = {
         "CREATE FUNCTION public.txid_current() RETURNS bigint LANGUAGE sql AS 'SELECT 0'"
     ],
 }
-COLUMNS = ("chain_hash", "event_count", "purged_count", "leaf_hash", "hash", "note")
+COLUMNS = ("chain_hash", "event_count", "purged_count", "leaf_hash", "hash", "note", "policy")
 for table, column in zip(SEAL_TABLES, COLUMNS, strict=True):
     ATTACKS |= {
         f"update {table}": [f"UPDATE {table} SET {column} = {column}"],

@@ -37,7 +37,7 @@ ORIGIN = "audit.example/log"
 def signer(settings):
     signer = Signer.generate(ORIGIN)
     settings.AUDITLOG_TRAIL_KEY = signer.text()
-    settings.AUDITLOG_TRAIL_OLD_VERIFIER_KEYS = []
+    settings.AUDITLOG_TRAIL_VERIFIER_KEYS = []
     settings.AUDITLOG_SEAL_DELAY_SECONDS = 0
     return signer
 

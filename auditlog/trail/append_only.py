@@ -1,5 +1,5 @@
 """Append-only: the triggers that guard the trail's tables, and the purge permit that lets
-DELETE through them inside one transaction (auditlog/migrations/0005, 0006, 0007)."""
+DELETE through them inside one transaction (auditlog/migrations/0005 to 0008)."""
 
 from django.db import connections
 from django.db.migrations.recorder import MigrationRecorder
@@ -13,6 +13,7 @@ GUARDED_TABLES = (
     "auditlog_trailleaf",
     "auditlog_trailnode",
     "auditlog_checkpoint",
+    "auditlog_retentionrecord",
 )
 # On PostgreSQL each guarded table has both, enabled; on SQLite the named triggers exist.
 POSTGRESQL_TRIGGERS = ("auditlog_append_only", "auditlog_no_truncate")
@@ -32,8 +33,10 @@ SQLITE_TRIGGERS = (
     "auditlog_trailnode_no_delete",
     "auditlog_checkpoint_no_update",
     "auditlog_checkpoint_no_delete",
+    "auditlog_retentionrecord_no_update",
+    "auditlog_retentionrecord_no_delete",
 )
-GUARD_MIGRATION = ("auditlog", "0007_trail_tree")
+GUARD_MIGRATION = ("auditlog", "0008_retention_record")
 
 
 def delete_permit_grant(granted_by: str, using: str = "default") -> None:

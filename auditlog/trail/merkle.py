@@ -10,7 +10,7 @@ the largest power of two smaller than its size.
 """
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()
@@ -168,3 +168,70 @@ def consistency_verify(
         raise ProofError("the consistency proof does not lead to the first tree's root")
     if sr != second_root:
         raise ProofError("the consistency proof does not lead to the second tree's root")
+
+
+# --- compact ranges ---------------------------------------------------------------------------
+# The compact range of leaves [0, size) is the list of the hashes of the perfect subtrees that
+# [0, size) decomposes into, largest (leftmost) first: one per set bit of size, as
+# transparency-dev/merkle's compact.Range keeps them. It is all one needs to append leaves and
+# compute the root, so an export can leave out the leaves before its first one (purged or
+# filtered) and still be checked against a signed checkpoint.
+
+
+def _compact_check(hashes: Sequence[bytes], size: int) -> None:
+    if size < 0:
+        raise ProofError("a tree has 0 or more leaves")
+    if len(hashes) != size.bit_count():
+        raise ProofError(
+            f"the compact range of {size} leaves has {size.bit_count()} hashes (one per set bit),"
+            f" not {len(hashes)}"
+        )
+    _hashes(*hashes)
+
+
+def compact_range_hashes(read: NodeReader, size: int) -> list[bytes]:
+    """The compact range of leaves [0, size) of a tree read through `read`, largest first."""
+    hashes = []
+    start = 0
+    for height in reversed(range(size.bit_length())):
+        if size >> height & 1:
+            hashes.append(read(height, start >> height))
+            start += 1 << height
+    return hashes
+
+
+def compact_append(hashes: list[bytes], size: int, leaf_hash_: bytes) -> None:
+    """Extend `hashes`, the compact range of leaves [0, size), in place by the leaf at index
+    size: the new leaf merges with the subtrees that end where it starts, one per trailing one
+    bit of size."""
+    _hashes(leaf_hash_)
+    hashes.append(leaf_hash_)
+    while size & 1:
+        right = hashes.pop()
+        hashes[-1] = node_hash(hashes[-1], right)
+        size >>= 1
+
+
+def compact_range_root(hashes: Sequence[bytes], size: int) -> bytes:
+    """MTH of leaves [0, size) from their compact range: MTH splits at the largest power of two
+    below the size, which is the first subtree, so the root folds the hashes from the right."""
+    _compact_check(hashes, size)
+    if not hashes:
+        return EMPTY_ROOT
+    root = hashes[-1]
+    for value in reversed(hashes[:-1]):
+        root = node_hash(value, root)
+    return root
+
+
+def compact_root(prefix_hashes: Sequence[bytes], prefix_size: int, leaf_hashes: Iterable[bytes]) -> bytes:
+    """The root of the tree of prefix_size + len(leaf_hashes) leaves, from the compact range of
+    its first prefix_size leaves and the hashes of the leaves that follow (any iterable: a
+    stream of millions needs memory for 64 hashes only)."""
+    _compact_check(prefix_hashes, prefix_size)
+    hashes = list(prefix_hashes)
+    size = prefix_size
+    for value in leaf_hashes:
+        compact_append(hashes, size, value)
+        size += 1
+    return compact_range_root(hashes, size)

@@ -10,8 +10,8 @@ golang.org/x/mod/sumdb/note writes them:
     signer key:    PRIVATE+KEY+<name>+<key id>+<base64(0x01 || 32-byte seed)>
 
 A checkpoint body is "<origin>\\n<tree size>\\n<base64 root hash>\\n" and extension lines; ours
-carries one, "time <unix seconds>", so that a checkpoint signed on a quiet minute differs from
-the one before it.
+carry "time <unix seconds>", so that a checkpoint signed on a quiet minute differs from the one
+before it, and (but the first) "previous <tree size> <unix seconds>" of the checkpoint before it.
 """
 
 import base64
@@ -162,6 +162,16 @@ class Checkpoint:
         for line in self.extensions:
             if line.startswith("time ") and line[5:].isdigit():
                 return int(line[5:])
+        return None
+
+    @property
+    def previous(self) -> tuple[int, int] | None:
+        """(tree size, unix seconds) of the checkpoint signed before this one, from our
+        "previous" extension line: a checkpoint removed from between two others shows."""
+        for line in self.extensions:
+            parts = line.split(" ")
+            if len(parts) == 3 and parts[0] == "previous" and parts[1].isdigit() and parts[2].isdigit():
+                return int(parts[1]), int(parts[2])
         return None
 
     @classmethod

@@ -56,11 +56,15 @@ def trail_signer() -> Signer | None:
 
 
 def trail_verifiers() -> list[Verifier]:
-    """The verifier keys checkpoints may be signed with: the current key's and the old ones
-    (AUDITLOG_TRAIL_OLD_VERIFIER_KEYS), so checkpoints signed before a rotation still verify."""
-    verifiers = [Verifier.parse(text) for text in settings.AUDITLOG_TRAIL_OLD_VERIFIER_KEYS]
+    """The verifier keys checkpoints may be signed with: the signer key's, when this process
+    has it, and AUDITLOG_TRAIL_VERIFIER_KEYS (earlier keys; all of them where the signer key is
+    not at hand)."""
+    try:
+        verifiers = [Verifier.parse(text) for text in settings.AUDITLOG_TRAIL_VERIFIER_KEYS]
+    except NoteError as exc:
+        raise TrailError(f"AUDITLOG_TRAIL_VERIFIER_KEYS: {exc}") from None
     signer = trail_signer()
-    if signer is not None:
+    if signer is not None and signer.verifier() not in verifiers:
         verifiers.insert(0, signer.verifier())
     return verifiers
 
@@ -147,11 +151,16 @@ def _nodes_completed(size_before: int, size_after: int, tree: StoredTree) -> lis
 
 
 def tree_append(
-    *, upto_id: int | None, block_size: int, progress: Callable[[int], None] | None = None
+    *,
+    upto_id: int | None,
+    block_size: int,
+    progress: Callable[[int], None] | None = None,
+    checkpoint_after: float = 0,
 ) -> TreeResult:
     """Append every event with an id up to `upto_id` that is not a leaf yet, one block (one
-    transaction) at a time, then sign a checkpoint of the new size (also when nothing was added:
-    a checkpoint a minute shows the log is alive)."""
+    transaction) at a time, then sign a checkpoint of the new size: when leaves were added, and
+    otherwise when the latest checkpoint is `checkpoint_after` seconds old or more (0: always),
+    so that a quiet log still shows it is alive."""
     signer = trail_signer()
     if signer is None:
         raise TrailError("AUDITLOG_TRAIL_KEY is not set: `manage.py auditlog_keygen` makes one.")
@@ -180,14 +189,22 @@ def tree_append(
         if progress:
             progress(result.sealed)
         close_old_connections_between_units()
-    result.checkpoint = checkpoint_sign(signer, size)
+    latest = checkpoint_latest()
+    stale = latest is None or (timezone.now() - latest.created_at).total_seconds() >= checkpoint_after
+    if result.sealed or stale or latest.tree_size != size:
+        result.checkpoint = checkpoint_sign(signer, size)
     return result
 
 
 def checkpoint_sign(signer: Signer, size: int, now: datetime | None = None) -> Checkpoint:
     now = now or timezone.now()
     root = merkle.tree_root(StoredTree().read, size)
-    body = CheckpointBody(signer.name, size, root, (f"time {int(now.timestamp())}",))
+    extensions = [f"time {int(now.timestamp())}"]
+    latest = checkpoint_latest()
+    if latest is not None:
+        previous = CheckpointBody.parse(latest.note.partition("\n\n")[0] + "\n")
+        extensions.append(f"previous {previous.size} {previous.time}")
+    body = CheckpointBody(signer.name, size, root, tuple(extensions))
     with sqlite_writer_queue():
         return Checkpoint.objects.create(
             tree_size=size,

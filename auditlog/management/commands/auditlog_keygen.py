@@ -12,7 +12,7 @@ class Command(BaseCommand):
         "verifier key (publish it: auditors verify checkpoints with it) and writes the signer key to "
         "--out, readable by its owner only (or prints it with --out -). Give the signer key to "
         "auditlog_seal as AUDITLOG_TRAIL_KEY or AUDITLOG_TRAIL_KEY_FILE; it never goes in the database. "
-        "To rotate: make a new key, move the old verifier key to AUDITLOG_TRAIL_OLD_VERIFIER_KEYS."
+        "To rotate: make a new key, move the old verifier key to AUDITLOG_TRAIL_VERIFIER_KEYS."
     )
 
     def add_arguments(self, parser):

@@ -8,6 +8,7 @@ from auditlog.db.timeouts import command_timeouts
 from auditlog.ingest.services import event_record_internal
 from auditlog.trail.retention import events_purge, events_purge_plan
 from auditlog.trail.sealing import SealError
+from auditlog.trail.tree import TrailError
 
 
 class Command(BaseCommand):
@@ -59,7 +60,7 @@ class Command(BaseCommand):
 
         try:
             result = events_purge(plan, batch_size=batch_size, progress=progress)
-        except SealError as exc:
+        except (SealError, TrailError) as exc:
             raise CommandError(str(exc)) from None
         if tty:
             self.stdout.write("")

@@ -1,7 +1,11 @@
+import argparse
+import signal
+import threading
 import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
 from auditlog.db.roles import maintenance_only
@@ -12,10 +16,12 @@ from auditlog.trail.tree import TrailError, trail_signer, tree_append
 
 class Command(BaseCommand):
     help = (
-        "Seal every event not sealed yet (and older than AUDITLOG_SEAL_DELAY_SECONDS): into the hash "
-        "chain, with an HMAC checkpoint per block, when AUDITLOG_SEAL_KEY is set; and into the "
-        "trail's Merkle tree, signing a checkpoint of it, when AUDITLOG_TRAIL_KEY is set "
-        "(docs/trail-format.md). Idempotent and resumable: run it from cron."
+        "Seal every event not sealed yet (and older than AUDITLOG_SEAL_DELAY_SECONDS) into the trail's "
+        "Merkle tree and sign a checkpoint of it, with AUDITLOG_TRAIL_KEY (docs/trail-format.md); into "
+        "the older hash chain with HMAC checkpoints, with AUDITLOG_SEAL_KEY. Idempotent and resumable. "
+        "With --follow it keeps going (the Procfile's worker): it seals every "
+        "AUDITLOG_SEAL_INTERVAL_SECONDS and signs a checkpoint at least every "
+        "AUDITLOG_CHECKPOINT_INTERVAL_SECONDS, even when nothing arrived; SIGTERM stops it between rounds."
     )
 
     def add_arguments(self, parser):
@@ -23,16 +29,35 @@ class Command(BaseCommand):
             "--block-size",
             type=int,
             default=5000,
-            help="Events per checkpoint and per transaction (default 5,000).",
+            help="Events per transaction (and per chain checkpoint; default 5,000).",
         )
+        parser.add_argument(
+            "--follow", action="store_true", help="Keep sealing until stopped (needs AUDITLOG_TRAIL_KEY)."
+        )
+        parser.add_argument("--rounds", type=int, default=0, help=argparse.SUPPRESS)  # tests: stop after N
 
     # Sealing reads and writes blocks of 5,000 events: minutes at most, never waiting long on a lock.
     @maintenance_only("auditlog_seal")
     @command_timeouts(statement=300, lock=5)
-    def handle(self, *args, block_size, **options):
+    def handle(self, *args, block_size, follow, rounds, **options):
         if block_size < 1:
             raise CommandError("--block-size must be at least 1")
-        started = time.monotonic()
+        try:
+            signer = trail_signer()
+        except TrailError as exc:
+            raise CommandError(str(exc)) from None
+        if follow:
+            if signer is None:
+                raise CommandError(
+                    "--follow seals into the trail's tree: set AUDITLOG_TRAIL_KEY (auditlog_keygen)."
+                )
+            return self._follow(block_size, rounds)
+        if settings.AUDITLOG_SEAL_KEY or signer is None:
+            self._chain(block_size)
+        if signer is not None:
+            self._tree(block_size, checkpoint_after=0)
+
+    def _progress(self):
         tty = self.stdout.isatty()
 
         def progress(sealed):
@@ -40,33 +65,55 @@ class Command(BaseCommand):
                 self.stdout.write(f"\r{sealed:,} events sealed", ending="")
                 self.stdout.flush()
 
+        return progress
+
+    def _chain(self, block_size):
+        started = time.monotonic()
         try:
-            signer = trail_signer()
+            result = events_seal(block_size=block_size, progress=self._progress())
+        except SealError as exc:
+            raise CommandError(str(exc)) from None
+        elapsed = time.monotonic() - started
+        self.stdout.write(
+            f"\rSealed {result.sealed:,} events in {result.blocks} blocks in {elapsed:.1f} s; "
+            f"the chain now ends at event {result.head_id}."
+        )
+
+    def _tree(self, block_size, checkpoint_after):
+        started = time.monotonic()
+        try:
+            tree = tree_append(
+                upto_id=seal_cutoff_id(timezone.now()),
+                block_size=block_size,
+                progress=self._progress(),
+                checkpoint_after=checkpoint_after,
+            )
         except TrailError as exc:
             raise CommandError(str(exc)) from None
-        if settings.AUDITLOG_SEAL_KEY or signer is None:
-            try:
-                result = events_seal(block_size=block_size, progress=progress)
-            except SealError as exc:
-                raise CommandError(str(exc)) from None
-            if tty:
-                self.stdout.write("")
+        signed = (
+            f"signed a checkpoint of {tree.tree_size:,} leaves" if tree.checkpoint else "no checkpoint due"
+        )
+        if tree.sealed or tree.checkpoint or not checkpoint_after:
             elapsed = time.monotonic() - started
             self.stdout.write(
-                f"Sealed {result.sealed:,} events in {result.blocks} blocks in {elapsed:.1f} s; "
-                f"the chain now ends at event {result.head_id}."
+                f"\rAdded {tree.sealed:,} events to the trail's tree in {elapsed:.1f} s; {signed}."
             )
-        if signer is not None:
-            started = time.monotonic()
+        return tree
+
+    def _follow(self, block_size, rounds):
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        done = 0
+        while not stop.is_set():
             try:
-                tree = tree_append(
-                    upto_id=seal_cutoff_id(timezone.now()), block_size=block_size, progress=progress
-                )
-            except TrailError as exc:
-                raise CommandError(str(exc)) from None
-            if tty:
-                self.stdout.write("")
-            self.stdout.write(
-                f"Added {tree.sealed:,} events to the trail's tree in {time.monotonic() - started:.1f} s; "
-                f"signed a checkpoint of {tree.tree_size:,} leaves."
-            )
+                self._tree(block_size, checkpoint_after=settings.AUDITLOG_CHECKPOINT_INTERVAL_SECONDS)
+            except (CommandError, DatabaseError) as exc:  # a database restart: try again next round
+                interval = settings.AUDITLOG_SEAL_INTERVAL_SECONDS
+                self.stderr.write(f"auditlog_seal --follow: {exc}; retrying in {interval:g} s")
+            close_old_connections()
+            done += 1
+            if rounds and done >= rounds:
+                break
+            stop.wait(settings.AUDITLOG_SEAL_INTERVAL_SECONDS)
+        self.stdout.write("auditlog_seal --follow: stopped.")

@@ -1,10 +1,17 @@
+import base64
 import time
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from auditlog.db.timeouts import command_timeouts
+from auditlog.models import Checkpoint, SealAnchor, SealBlock, TrailLeaf
 from auditlog.trail.sealing import SealError, chain_verify
+from auditlog.trail.tree import TrailError
+from auditlog.trail.tree_verify import tree_verify
+
+MAX_LISTED = 20
 
 
 def moment(value: str) -> datetime:
@@ -14,9 +21,12 @@ def moment(value: str) -> datetime:
 
 class Command(BaseCommand):
     help = (
-        "Recompute the seal chain and its checkpoints. Exits 0 when every sealed event is intact; "
-        "otherwise names the first event that was modified, deleted or inserted out of band (or the "
-        "forged checkpoint) and exits 1."
+        "Recompute the trail's Merkle tree from the events and check every signed checkpoint and "
+        "retention record with the verifier keys (AUDITLOG_TRAIL_VERIFIER_KEYS, or the signer key's); "
+        "and the older seal chain, where there is one, with AUDITLOG_SEAL_KEY. Exits 0 when all holds; "
+        "otherwise names the first event that was modified, deleted or inserted out of band, the "
+        "checkpoint that does not hold, a gap or a stale checkpoint, or events left unsealed past "
+        "AUDITLOG_SEAL_BOUND_SECONDS, and exits 1."
     )
 
     def add_arguments(self, parser):
@@ -37,11 +47,28 @@ class Command(BaseCommand):
             if tty:
                 self.stderr.write(f"\r{verified:,} events verified", ending="")
 
+        chain = SealBlock.objects.exists() or SealAnchor.objects.exists() or not self._tree_in_use()
+        if chain:
+            self._chain(since, progress, started)
+        if self._tree_in_use():
+            self._tree(progress, time.monotonic())
+
+    @staticmethod
+    def _tree_in_use() -> bool:
+        return bool(
+            settings.AUDITLOG_TRAIL_KEY
+            or settings.AUDITLOG_TRAIL_KEY_FILE
+            or settings.AUDITLOG_TRAIL_VERIFIER_KEYS
+            or TrailLeaf.objects.exists()
+            or Checkpoint.objects.exists()
+        )
+
+    def _chain(self, since, progress, started):
         try:
             result = chain_verify(since=since, progress=progress)
         except SealError as exc:
             raise CommandError(str(exc)) from None
-        if tty:
+        if self.stderr.isatty():
             self.stderr.write("")
         elapsed = time.monotonic() - started
         if result.problem is not None:
@@ -52,4 +79,26 @@ class Command(BaseCommand):
         self.stdout.write(
             f"OK: {result.verified:,} events in {result.blocks} checkpoints verified in {elapsed:.1f} s; "
             f"chain head: event {result.head_id}, {result.head_hash}."
+        )
+
+    def _tree(self, progress, started):
+        try:
+            result = tree_verify(progress=progress)
+        except TrailError as exc:
+            raise CommandError(str(exc)) from None
+        if self.stderr.isatty():
+            self.stderr.write("")
+        elapsed = time.monotonic() - started
+        if not result.ok:
+            self.stdout.write(f"BROKEN: {result.problems[0]}.")
+            for problem in result.problems[1:MAX_LISTED]:
+                self.stdout.write(f"  and: {problem}.")
+            if len(result.problems) > MAX_LISTED:
+                self.stdout.write(f"  and {len(result.problems) - MAX_LISTED:,} more problems.")
+            raise CommandError(f"the trail's tree does not verify: {len(result.problems):,} problem(s)")
+        root = base64.b64encode(result.root).decode()
+        self.stdout.write(
+            f"OK: the trail's tree of {result.leaves:,} leaves ({result.purged:,} purged by signed retention "
+            f"records) reproduces all {result.checkpoints:,} signed checkpoints; verified in "
+            f"{elapsed:.1f} s; root {root}."
         )

@@ -5,7 +5,11 @@ import base64
 import hashlib
 import io
 import json
+import os
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -31,6 +35,7 @@ from tests.independent import tlogcheck
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("maintenance_role")]
 
 ORIGIN = "audit.example/log"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -231,3 +236,40 @@ def test_api_errors(signer, reader, client):
     assert client.get("/api/v1/trail/checkpoint").status_code == 401
     keys = client.get("/api/v1/trail/verifier-keys")
     assert keys.status_code == 200 and keys.content.decode() == signer.verifier().text() + "\n"
+
+
+def test_an_export_bundle_verifies_offline_after_a_purge(signer, tmp_path, settings):
+    """auditlog_export --bundle, checked by the offline verifier in a process without Django."""
+    demo(1500, 6)
+    seal(block_size=400)
+    call_command("auditlog_purge", "--older-than", "30", stdout=io.StringIO())
+    bundle = tmp_path / "bundle.jsonl"
+    call_command("auditlog_export", "--bundle", "-o", str(bundle), stdout=io.StringIO(), stderr=io.StringIO())
+    offline = [
+        sys.executable,
+        "-c",
+        "import sys, auditlog.trail.offline as o; assert 'django' not in sys.modules; sys.exit(o.main())",
+    ]
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT)}
+
+    checked = subprocess.run(
+        [*offline, "bundle", "--vkey", signer.verifier().text(), str(bundle)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+    assert checked.returncode == 0, checked.stderr
+    assert "reproduce the signed root of 1500 leaves" in checked.stdout
+    lines = bundle.read_text().splitlines()
+    assert json.loads(lines[0])["prefix"]["size"] == 1500 - (len(lines) - 1) > 0
+    tampered = lines[:]
+    tampered[3] = json.dumps({**json.loads(lines[3]), "actor_id": "mallory"}, ensure_ascii=False)
+    bundle.write_text("\n".join(tampered) + "\n")
+    refused = subprocess.run(
+        [*offline, "bundle", "--vkey", signer.verifier().text(), str(bundle)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 1

@@ -1,3 +1,4 @@
+import itertools
 import os
 import sys
 import time
@@ -11,6 +12,8 @@ from auditlog.events.validation import ValidationFailed
 from auditlog.reading.export import FORMATS, events_export_lines
 from auditlog.reading.filters import event_filters_parse
 from auditlog.reading.selectors import event_queryset, events_iterate
+from auditlog.trail.bundle import bundle_lines
+from auditlog.trail.tree import TrailError
 
 FILTERS = {
     "actor_id": "Exact actor id.",
@@ -41,13 +44,22 @@ class Command(BaseCommand):
                 "0600, then overwritten); - (default) for standard output."
             ),
         )
+        parser.add_argument(
+            "--bundle",
+            action="store_true",
+            help=(
+                "Instead: every event the trail still holds, as the leaves of its Merkle tree, with the "
+                "latest signed checkpoint, for the offline verifier (docs/trail-format.md). Filters do "
+                "not apply: the verifier recomputes the whole tree."
+            ),
+        )
         for name, text in FILTERS.items():
             parser.add_argument(f"--{name.replace('_', '-')}", dest=name, help=text)
 
     # An export reads in keyset chunks of 2,000, each a short query with no transaction held
     # between them, so it may stream for as long as the output takes (a pipe to gzip).
     @command_timeouts(statement=60, lock=5)
-    def handle(self, *args, output, **options):
+    def handle(self, *args, output, bundle, **options):
         export_format = options["format"]
         params = QueryDict(mutable=True)
         for name in FILTERS:
@@ -60,8 +72,19 @@ class Command(BaseCommand):
                 f"--{name.replace('_', '-')}: {' '.join(msgs)}" for name, msgs in failure.fields.items()
             )
             raise CommandError(problems) from None
-        lines = events_export_lines(events_iterate(event_queryset(filters)), export_format)
-        header_lines = 1 if export_format == "csv" else 0
+        if bundle:
+            if any(options[name] is not None for name in FILTERS):
+                raise CommandError("--bundle holds every event the trail holds: it takes no filters.")
+            try:
+                lines = bundle_lines()
+                header_lines = 1
+                first = next(lines)
+            except TrailError as exc:
+                raise CommandError(str(exc)) from None
+            lines = itertools.chain([first], lines)
+        else:
+            lines = events_export_lines(events_iterate(event_queryset(filters)), export_format)
+            header_lines = 1 if export_format == "csv" else 0
         started = time.monotonic()
         if output == "-":
             try:

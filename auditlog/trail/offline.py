@@ -85,17 +85,21 @@ def load_verifiers(values: list[str]) -> list[Verifier]:
     /api/v1/trail/verifier-keys lists them)."""
     verifiers = []
     for value in values:
-        if os.path.isfile(value):
-            lines = [line for line in read_text(value, "verifier key file").splitlines() if line.strip()]
-            if not lines:
-                raise UsageError(f"the verifier key file {value} holds no key")
-        else:
-            lines = [value]
-        for line in lines:
+        if not os.path.isfile(value):
             try:
-                verifiers.append(Verifier.parse(line))
+                verifiers.append(Verifier.parse(value))
             except NoteError as exc:
-                raise UsageError(f"--vkey {line.strip()[:60]!r}: no such file, and {exc}") from None
+                raise UsageError(f"--vkey {value.strip()[:60]!r}: no such file, and {exc}") from None
+            continue
+        try:
+            lines = [
+                line for line in read_bytes(value, "verifier key file").decode().splitlines() if line.strip()
+            ]
+            verifiers.extend(Verifier.parse(line) for line in lines)
+        except (UnicodeDecodeError, NoteError) as exc:
+            raise UsageError(f"the verifier key file {value}: {exc}") from None
+        if not lines:
+            raise UsageError(f"the verifier key file {value} holds no key")
     return verifiers
 
 
@@ -172,7 +176,10 @@ def b64(value: bytes) -> str:
 def when(seconds: int | None) -> str:
     if seconds is None:
         return "(none)"
-    return f"{seconds} ({datetime.fromtimestamp(seconds, UTC).strftime('%Y-%m-%dT%H:%M:%SZ')})"
+    try:
+        return f"{seconds} ({datetime.fromtimestamp(seconds, UTC).strftime('%Y-%m-%dT%H:%M:%SZ')})"
+    except (OverflowError, OSError, ValueError):
+        return f"{seconds} (beyond the calendar)"
 
 
 def describe(checkpoint: Checkpoint) -> list[str]:
@@ -311,7 +318,7 @@ def state_write(path: str, signed: Signed) -> None:
 
 def state_advance(args, signed: Signed, known: dict[tuple[int, int], list[bytes]] | None = None) -> str:
     """Accept `signed` against the state file, if any, and remember it. `known`: consistency
-    proofs already verified by the command, by (first, second), to use before asking for one."""
+    proofs the command was given, by (first, second), to use before asking for one."""
     if not args.state:
         return ""
     new = signed.checkpoint

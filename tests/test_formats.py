@@ -10,6 +10,7 @@ in a format's next version or in the format's list of fields left out.
 """
 
 import hashlib
+import io
 from datetime import UTC, datetime, timedelta, timezone
 from uuid import UUID
 
@@ -409,3 +410,22 @@ def test_every_event_column_is_in_the_leaf_or_named_as_left_out():
 
     assert not in_leaf & NOT_IN_LEAF.keys()
     assert in_leaf | NOT_IN_LEAF.keys() == EVENT_COLUMNS
+
+
+@pytest.mark.django_db
+def test_leaf_v1_written_directly_is_the_jcs_of_its_object():
+    """LeafFormat.leaf writes the bytes itself, for speed: they are jcs.canonical of obj()."""
+    from django.core.management import call_command
+
+    from auditlog.trail import jcs
+    from auditlog.trail.tree import LEAF_COLUMNS
+
+    call_command("auditlog_demo", "--count", "500", "--seed", "3", stdout=io.StringIO())
+    rows = list(ActionLog.objects.order_by("id").values_list(*LEAF_COLUMNS))
+    odd = list(LEAF_GOLDEN_VALUES)
+    for metadata in ({"x": 1e21, "y": -0.0, "z": [1e-7, 0.1 + 0.2]}, {"\U0001f600": 1, "\ufb01": 2}, {}):
+        odd[13] = metadata
+        rows.append(tuple(odd))
+
+    for index, row in enumerate(rows):
+        assert LEAF_V1.leaf(index, row) == jcs.canonical(LEAF_V1.obj(index, row)), row

@@ -23,22 +23,39 @@ It refuses, rather than guess, what has no single canonical form under RFC 8785'
 
 import math
 import re
+from json.encoder import encode_basestring
 
-__all__ = ["canonical"]
+__all__ = ["canonical", "string", "text", "utf8"]
 
 MAX_EXACT_INT = 2**53
 
-# JSON.stringify's escapes: the short ones it has, \u00xx (lowercase hex) for the other controls.
-_SHORT_ESCAPES = {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r", '"': '\\"', "\\": "\\\\"}
-_ESCAPES = str.maketrans({chr(c): f"\\u{c:04x}" for c in range(0x20)} | _SHORT_ESCAPES)
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def canonical(value) -> bytes:
     """The RFC 8785 canonical UTF-8 bytes of a JSON value (see the module docstring)."""
+    return utf8(text(value))
+
+
+def text(value) -> str:
+    """The canonical JSON as text, before utf8(): for a caller that writes a larger canonical
+    document around it (the trail's leaves)."""
     parts: list[str] = []
     _write(value, parts)
-    return "".join(parts).encode("utf-8")
+    return "".join(parts)
+
+
+def utf8(text: str) -> bytes:
+    """UTF-8 of canonical text; a surrogate (which a JSON string may hold, Unicode text may
+    not) is a ValueError."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a surrogate in a string or a key: name it
+        match = _SURROGATE.search(text)
+        raise ValueError(
+            f"string holds the surrogate code point U+{ord(match.group()):04X}:"
+            " it is not Unicode text and has no canonical form"
+        ) from None
 
 
 def _write(value, out: list[str]) -> None:
@@ -56,15 +73,16 @@ def _write(value, out: list[str]) -> None:
     elif isinstance(value, float):
         out.append(_number(value))
     elif isinstance(value, dict):
-        members = []
-        for key, item in value.items():
+        for key in value:
             if not isinstance(key, str):
                 raise TypeError(f"JSON object keys must be str, not {type(key).__name__}: {key!r}")
-            # Big-endian UTF-16 bytes compare as the code units do. Keys are distinct, so the
-            # sort never reaches the items.
-            members.append((key.encode("utf-16-be", "surrogatepass"), _string(key), item))
+        if all(key.isascii() for key in value):
+            keys = sorted(value)  # ASCII: code points and UTF-16 code units agree
+        else:
+            # Big-endian UTF-16 bytes compare as the code units do (surrogates kept, to be refused).
+            keys = sorted(value, key=lambda key: key.encode("utf-16-be", "surrogatepass"))
         out.append("{")
-        for i, (_, name, item) in enumerate(sorted(members)):
+        for i, (name, item) in enumerate((encode_basestring(key), value[key]) for key in keys):
             if i:
                 out.append(",")
             out.append(name)
@@ -82,13 +100,10 @@ def _write(value, out: list[str]) -> None:
         raise TypeError(f"not a JSON value: {type(value).__name__}")
 
 
-def _string(s: str) -> str:
-    if match := _SURROGATE.search(s):
-        raise ValueError(
-            f"string holds the surrogate code point U+{ord(match.group()):04X} at index {match.start()}:"
-            " it is not Unicode text and has no canonical form"
-        )
-    return '"' + s.translate(_ESCAPES) + '"'
+# JSON.stringify's escapes are Python's json escapes with ensure_ascii off: the short ones it
+# has, \u00xx (lowercase hex) for the other controls, everything else as is (tests/test_jcs.py).
+# A surrogate passes through here and is refused when canonical() encodes the text as UTF-8.
+_string = string = encode_basestring
 
 
 def _integer(n: int) -> str:

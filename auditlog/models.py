@@ -92,54 +92,6 @@ class ActionLog(models.Model):
         return f"{self.actor_id} {self.action} {self.target_type}:{self.target_id}".rstrip(":")
 
 
-class EventSeal(models.Model):
-    """One link of the hash chain: SHA-256 of the previous link and the event's canonical form.
-
-    Kept beside the events (which stay append-only), keyed by event id, with no foreign key so
-    that a deleted event still leaves its seal behind, and verification names it.
-    """
-
-    event_id = models.BigIntegerField(primary_key=True)
-    chain_hash = models.CharField(max_length=64)
-
-    def __str__(self):
-        return f"seal of event {self.event_id}"
-
-
-class SealBlock(models.Model):
-    """A checkpoint over events first..last: the chain before and after, authenticated with an
-    HMAC of the seal key, so a chain recomputed by someone without the key does not verify."""
-
-    first_event_id = models.BigIntegerField()
-    last_event_id = models.BigIntegerField(unique=True)
-    event_count = models.IntegerField()
-    previous_hash = models.CharField(max_length=64)
-    chain_hash = models.CharField(max_length=64)
-    key_id = models.CharField(max_length=16)
-    mac = models.CharField(max_length=64)
-    created_at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ["last_event_id"]
-
-    def __str__(self):
-        return f"seal block {self.first_event_id}-{self.last_event_id}"
-
-
-class SealAnchor(models.Model):
-    """Where the chain resumes after a purge: the link of the last purged event (one row)."""
-
-    purged_through_event_id = models.BigIntegerField()
-    chain_hash = models.CharField(max_length=64)
-    purged_count = models.BigIntegerField()
-    key_id = models.CharField(max_length=16)
-    mac = models.CharField(max_length=64)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    def __str__(self):
-        return f"purged through event {self.purged_through_event_id}"
-
-
 class TrailLeaf(models.Model):
     """An event's leaf in the trail's Merkle tree (RFC 9162, docs/trail-format.md): its index,
     assigned when it is sealed and never reused, and the hash of its leaf bytes (LEAF_V1). No

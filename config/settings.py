@@ -260,11 +260,9 @@ AUDITLOG_RETRY_AFTER_SECONDS = env.int("AUDITLOG_RETRY_AFTER_SECONDS", default=1
 AUDITLOG_BODY_TIMEOUT = env.float("AUDITLOG_BODY_TIMEOUT", default=10.0)
 # Seconds an API key is cached per process: a revoked key stops working within this time.
 AUDITLOG_API_KEY_CACHE_SECONDS = env.float("AUDITLOG_API_KEY_CACHE_SECONDS", default=5.0)
-# Tamper evidence (docs/operations.md): the HMAC key of seal checkpoints, older keys still
-# accepted by auditlog_verify after a rotation, and how old an event must be to be sealed (no
-# transaction still in flight can then commit a lower id).
-AUDITLOG_SEAL_KEY = env.str("AUDITLOG_SEAL_KEY", default="")
-AUDITLOG_SEAL_OLD_KEYS = env.list("AUDITLOG_SEAL_OLD_KEYS", default=[])
+# Tamper evidence (docs/trail-format.md): how old an event must be to be sealed (every
+# transaction that could still commit a lower id has ended: a request's database work is bounded
+# by DATABASE_REQUEST_TIMEOUT and the server's timeouts, seconds).
 AUDITLOG_SEAL_DELAY_SECONDS = env.int("AUDITLOG_SEAL_DELAY_SECONDS", default=30)
 # auditlog_seal --follow seals every AUDITLOG_SEAL_INTERVAL_SECONDS and signs a checkpoint at
 # least every AUDITLOG_CHECKPOINT_INTERVAL_SECONDS, even when nothing arrived, so silence shows.

@@ -12,6 +12,7 @@ in a format's next version or in the format's list of fields left out.
 import hashlib
 import io
 from datetime import UTC, datetime, timedelta, timezone
+from types import SimpleNamespace
 from uuid import UUID
 
 import pytest
@@ -19,20 +20,16 @@ from django.utils import timezone as django_timezone
 
 from auditlog.events.definition import EVENT_FIELDS
 from auditlog.events.formats import (
-    ANCHOR_MAC_V1,
-    BLOCK_MAC_V1,
     LEAF_V1,
     NOT_IN_LEAF,
     NOT_IN_PAYLOAD_HASH,
-    NOT_SEALED,
     PAYLOAD_HASH_V1,
-    SEAL_CANONICAL_V1,
 )
 from auditlog.events.validation import EventInput, event_validate
 from auditlog.ingest.services import event_record_internal
 from auditlog.ingest.storage import COLUMNS
-from auditlog.models import ActionLog, ApiKey, SealAnchor, SealBlock
-from auditlog.trail import sealing
+from auditlog.models import ActionLog, ApiKey
+from auditlog.trail import legacy_chain
 
 NOW = datetime(2026, 2, 1, tzinfo=UTC)
 
@@ -123,7 +120,7 @@ def test_payload_hash_of_an_internal_event_is_the_golden_value(monkeypatch):
     assert log.payload_hash == expected
 
 
-# --- sealed canonical form --------------------------------------------------------------------
+# --- the hash chain before the tree (auditlog.trail.legacy_chain; migration 0009) ----------
 
 SOURCE_ID = 3
 BIG_ID = 2**53 + 1  # beyond a double's exact integers: still written exactly
@@ -199,7 +196,7 @@ EVENTS = [
 
 def sealed_row(event: dict) -> tuple:
     """The event as sealing reads it: the values of the format's fields, in its order."""
-    return tuple(event[name] for name in SEAL_CANONICAL_V1.fields)
+    return tuple(event[name] for name in legacy_chain.FIELDS)
 
 
 CANONICAL_GOLDEN = [
@@ -228,20 +225,20 @@ SEAL_KEY = b"golden-seal-key"
 
 @pytest.mark.parametrize("index", range(len(EVENTS)))
 def test_canonical_form_of_a_fixed_event_is_the_golden_text(index):
-    assert sealing.canonical(sealed_row(EVENTS[index])) == CANONICAL_GOLDEN[index].encode("utf-8")
+    assert legacy_chain.canonical(sealed_row(EVENTS[index])) == CANONICAL_GOLDEN[index].encode("utf-8")
 
 
 def test_chain_over_the_fixed_events_is_the_golden_links():
-    chain, links = sealing.GENESIS, []
+    chain, links = legacy_chain.GENESIS, []
     for event in EVENTS:
-        chain = sealing.link(chain, sealed_row(event))
+        chain = legacy_chain.link(chain, sealed_row(event))
         links.append(chain)
 
     assert links == LINKS_GOLDEN
 
 
 def test_golden_links_are_sha256_of_the_previous_link_and_the_golden_text():
-    previous = sealing.GENESIS
+    previous = legacy_chain.GENESIS
     for text, expected in zip(CANONICAL_GOLDEN, LINKS_GOLDEN, strict=True):
         assert hashlib.sha256(previous.encode("ascii") + text.encode("utf-8")).hexdigest() == expected
         previous = expected
@@ -253,26 +250,26 @@ def test_fixed_events_read_back_from_the_database_have_the_golden_canonical_form
     for event in EVENTS:
         ActionLog.objects.create(**event)
 
-    rows = sealing.events_rows(0, BIG_ID, 10)
+    rows = ActionLog.objects.filter(id__lte=BIG_ID).order_by("id").values_list(*legacy_chain.FIELDS)
 
-    assert [sealing.canonical(row).decode("utf-8") for row in rows] == CANONICAL_GOLDEN
+    assert [legacy_chain.canonical(row).decode("utf-8") for row in rows] == CANONICAL_GOLDEN
 
 
 def test_checkpoint_macs_and_key_id_are_the_golden_values():
-    block = SealBlock(
+    block = SimpleNamespace(
         first_event_id=1,
         last_event_id=BIG_ID,
         event_count=3,
-        previous_hash=sealing.GENESIS,
+        previous_hash=legacy_chain.GENESIS,
         chain_hash=LINKS_GOLDEN[-1],
     )
-    anchor = SealAnchor(purged_through_event_id=BIG_ID, chain_hash=LINKS_GOLDEN[-1], purged_count=3)
+    anchor = SimpleNamespace(purged_through_event_id=BIG_ID, chain_hash=LINKS_GOLDEN[-1], purged_count=3)
 
-    assert sealing._key_id(SEAL_KEY) == "0bc884bec73f"
-    assert sealing.block_mac(SEAL_KEY, block) == (
+    assert legacy_chain.key_id(SEAL_KEY) == "0bc884bec73f"
+    assert legacy_chain.block_mac(SEAL_KEY, block) == (
         "e38d737edde6c0cb882d164ae89bb2134e382d69f5e2289be0ad1d2b399f4ea5"
     )
-    assert sealing.anchor_mac(SEAL_KEY, anchor) == (
+    assert legacy_chain.anchor_mac(SEAL_KEY, anchor) == (
         "fc5c718c672175a207c9802ea20811b319d2d66d4b492ff2ececb90ea3438f7d"
     )
 
@@ -300,10 +297,9 @@ def test_payload_hash_v1_fields_are_frozen():
     )
 
 
-def test_seal_canonical_v1_fields_are_frozen():
-    assert SEAL_CANONICAL_V1.version == 1
-    assert SEAL_CANONICAL_V1.genesis == "0" * 64
-    assert SEAL_CANONICAL_V1.fields == (
+def test_legacy_chain_fields_are_frozen():
+    assert legacy_chain.GENESIS == "0" * 64
+    assert legacy_chain.FIELDS == (
         "id",
         "uuid",
         "occurred_at",
@@ -323,27 +319,6 @@ def test_seal_canonical_v1_fields_are_frozen():
         "idempotency_key",
         "payload_hash",
     )
-
-
-def test_checkpoint_mac_v1_fields_are_frozen():
-    assert (BLOCK_MAC_V1.version, BLOCK_MAC_V1.tag, BLOCK_MAC_V1.fields) == (
-        1,
-        "block",
-        ("first_event_id", "last_event_id", "event_count", "previous_hash", "chain_hash"),
-    )
-    assert (ANCHOR_MAC_V1.version, ANCHOR_MAC_V1.tag, ANCHOR_MAC_V1.fields) == (
-        1,
-        "anchor",
-        ("purged_through_event_id", "chain_hash", "purged_count"),
-    )
-
-
-def test_every_event_column_is_sealed_or_named_as_left_out():
-    sealed = set(SEAL_CANONICAL_V1.fields)
-
-    assert not sealed & NOT_SEALED.keys()
-    assert sealed | NOT_SEALED.keys() == EVENT_COLUMNS
-    assert set(COLUMNS) <= sealed | NOT_SEALED.keys()  # the insert's columns, too
 
 
 def test_every_event_column_is_hashed_or_named_as_left_out():
@@ -410,6 +385,7 @@ def test_every_event_column_is_in_the_leaf_or_named_as_left_out():
 
     assert not in_leaf & NOT_IN_LEAF.keys()
     assert in_leaf | NOT_IN_LEAF.keys() == EVENT_COLUMNS
+    assert set(COLUMNS) <= in_leaf | NOT_IN_LEAF.keys()  # the insert's columns, too
 
 
 @pytest.mark.django_db

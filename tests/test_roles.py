@@ -23,18 +23,15 @@ from auditlog import checks
 from auditlog.db import roles
 from auditlog.db.writer_queue import sqlite_writer_queue
 from auditlog.models import ActionLog
-from auditlog.trail import sealing
 from auditlog.trail.append_only import GUARDED_TABLES, PERMIT_TABLE, delete_permit_grant
 from auditlog.trail.note import Signer
 from auditlog.trail.retention import events_purge, events_purge_plan
 from auditlog.trail.tree import tree_append
+from auditlog.trail.tree_verify import tree_verify
 from tests.conftest import as_owner, requires_postgres, requires_sqlite, runtime_password, two_roles
 
 EVENTS = "auditlog_actionlog"
 SEAL_TABLES = (
-    "auditlog_eventseal",
-    "auditlog_sealblock",
-    "auditlog_sealanchor",
     "auditlog_trailleaf",
     "auditlog_trailnode",
     "auditlog_checkpoint",
@@ -48,10 +45,17 @@ requires_two_roles = pytest.mark.skipif(
 )
 
 
+TRAIL_KEY = Signer.generate("roles.example/log").text()
+
+
+def seal():
+    upto = ActionLog.objects.order_by("-id").values_list("id", flat=True).first()
+    return tree_append(upto_id=upto, block_size=100)
+
+
 @pytest.fixture
 def seal_key(settings):
-    settings.AUDITLOG_TRAIL_KEY = Signer.generate("roles.example/log").text()
-    settings.AUDITLOG_SEAL_KEY = "roles-seal-key"
+    settings.AUDITLOG_TRAIL_KEY = TRAIL_KEY
     settings.AUDITLOG_SEAL_OLD_KEYS = []
     settings.AUDITLOG_SEAL_DELAY_SECONDS = 0
 
@@ -60,7 +64,6 @@ def trail_create() -> int:
     """A trail with events, seals, checkpoints and an anchor (a purge ran); the first kept event."""
     with as_owner():
         call_command("auditlog_demo", "--count", "300", "--seed", "12", stdout=io.StringIO())
-        sealing.events_seal(block_size=50)
         tree_append(
             upto_id=ActionLog.objects.order_by("-id").values_list("id", flat=True).first(), block_size=100
         )
@@ -138,7 +141,7 @@ ATTACKS = {
         "CREATE FUNCTION public.txid_current() RETURNS bigint LANGUAGE sql AS 'SELECT 0'"
     ],
 }
-COLUMNS = ("chain_hash", "event_count", "purged_count", "leaf_hash", "hash", "note", "policy")
+COLUMNS = ("leaf_hash", "hash", "note", "policy")
 for table, column in zip(SEAL_TABLES, COLUMNS, strict=True):
     ATTACKS |= {
         f"update {table}": [f"UPDATE {table} SET {column} = {column}"],
@@ -174,7 +177,7 @@ def test_the_runtime_role_cannot_change_or_remove_the_trail(seal_key):
 
     assert not succeeded, "\n".join(succeeded)
     assert trail_rows() == before
-    assert sealing.chain_verify().problem is None
+    assert tree_verify().ok
 
 
 @requires_two_roles
@@ -228,7 +231,7 @@ def test_the_suites_runtime_role_has_nothing_to_report():
         (f"GRANT UPDATE ON {EVENTS} TO {{role}}", f"has UPDATE on {EVENTS}"),
         (f"GRANT DELETE, TRUNCATE ON {EVENTS} TO {{role}}", f"has DELETE, TRUNCATE on {EVENTS}"),
         (f"GRANT INSERT ON {PERMIT_TABLE} TO {{role}}", f"has INSERT on {PERMIT_TABLE}"),
-        ("GRANT INSERT ON auditlog_sealblock TO {role}", "has INSERT on auditlog_sealblock"),
+        ("GRANT INSERT ON auditlog_checkpoint TO {role}", "has INSERT on auditlog_checkpoint"),
         ("GRANT CREATE ON SCHEMA public TO {role}", "can create objects in schema public"),
         (
             f"GRANT CREATE ON SCHEMA public TO {{role}}; ALTER TABLE {EVENTS} OWNER TO {{role}}",
@@ -265,15 +268,15 @@ def test_a_disabled_or_dropped_trigger_is_an_error(maintenance_role):
     """The owner can turn a guard off (so can whoever writes a SQLite file): the check says so."""
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute("ALTER TABLE auditlog_sealblock DISABLE TRIGGER auditlog_append_only")
+            cursor.execute("ALTER TABLE auditlog_trailnode DISABLE TRIGGER auditlog_append_only")
         else:
-            cursor.execute("DROP TRIGGER auditlog_sealblock_no_update")
+            cursor.execute("DROP TRIGGER auditlog_trailnode_no_update")
 
     (problem,) = checks.guard_problems("default")
 
     assert problem.id == "auditlog.E008"
-    missing = "auditlog_sealblock: auditlog_append_only" if connection.vendor == "postgresql" else ""
-    assert (missing or "auditlog_sealblock_no_update") in problem.msg
+    missing = "auditlog_trailnode: auditlog_append_only" if connection.vendor == "postgresql" else ""
+    assert (missing or "auditlog_trailnode_no_update") in problem.msg
 
 
 # --- SQLite -----------------------------------------------------------------------------------
@@ -295,14 +298,15 @@ def events_columns() -> str:
         "INSERT INTO {events} ({columns}) SELECT {columns} FROM {events} WHERE id = {event} "
         "ON CONFLICT (id) DO UPDATE SET actor_id = 'mallory'",
         "UPDATE OR REPLACE {events} SET actor_id = 'mallory' WHERE id = {event}",
-        "INSERT OR REPLACE INTO auditlog_eventseal SELECT * FROM auditlog_eventseal WHERE event_id = {event}",
-        "UPDATE auditlog_sealblock SET event_count = 1",
-        "DELETE FROM auditlog_eventseal",
+        "INSERT OR REPLACE INTO auditlog_trailleaf SELECT * FROM auditlog_trailleaf WHERE event_id = {event}",
+        "REPLACE INTO auditlog_checkpoint SELECT * FROM auditlog_checkpoint",
+        "UPDATE auditlog_trailnode SET hash = hash",
+        "DELETE FROM auditlog_trailleaf",
     ],
 )
 def test_sqlite_replace_and_upsert_cannot_remove_or_rewrite_the_trail(seal_key, statement):
-    call_command("auditlog_demo", "--count", "20", "--seed", "4", stdout=io.StringIO())
-    sealing.events_seal(block_size=10)
+    call_command("auditlog_demo", "--count", "300", "--seed", "4", stdout=io.StringIO())
+    seal()
     event = ActionLog.objects.order_by("id").values_list("id", flat=True).first()
     columns = events_columns()
     others = columns.replace("id, ", "id + 1000000, ", 1)
@@ -330,9 +334,9 @@ def test_every_sqlite_connection_the_app_opens_has_recursive_triggers():
 @pytest.mark.django_db
 def test_sqlite_cannot_stop_whoever_writes_the_file(seal_key):
     """No roles: a connection to the file can grant itself the permit and drop a trigger. The
-    seal chain still names the event changed, and the check names the missing trigger."""
+    tree still names the event changed, and the check names the missing trigger."""
     call_command("auditlog_demo", "--count", "20", "--seed", "4", stdout=io.StringIO())
-    sealing.events_seal(block_size=10)
+    seal()
     event = ActionLog.objects.order_by("id").values_list("id", flat=True)[5]
     with connection.cursor() as cursor:
         with sqlite_writer_queue(), transaction.atomic():
@@ -341,7 +345,7 @@ def test_sqlite_cannot_stop_whoever_writes_the_file(seal_key):
         cursor.execute("DROP TRIGGER auditlog_no_update")
         cursor.execute(f"UPDATE {EVENTS} SET actor_id = 'mallory' WHERE id = %s", [event + 1])
 
-    assert sealing.chain_verify().problem.event_id == event
+    assert tree_verify().problems[0] == f"leaf 5: event id {event} was deleted; no retention record covers it"
     assert "auditlog_no_update" in checks.guard_problems("default")[0].msg
 
 
@@ -384,7 +388,7 @@ def manage(*args, **env):
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        env=server_env(AUDITLOG_SEAL_KEY="roles-seal-key", AUDITLOG_SEAL_DELAY_SECONDS="0", **env),
+        env=server_env(AUDITLOG_TRAIL_KEY=TRAIL_KEY, AUDITLOG_SEAL_DELAY_SECONDS="0", **env),
         capture_output=True,
         text=True,
         timeout=120,

@@ -1,4 +1,5 @@
-"""Append-only triggers, sealing, verification and purge, on the suite's database.
+"""Append-only triggers, sealing into the trail's tree, verification and purge, on the suite's
+database (how the tree answers tampering: tests/test_trail_verify.py; its proofs: test_trail.py).
 
 Everything here runs as the maintenance role, the tables' owner (on PostgreSQL with two roles):
 it is the role that seals and purges, and the one the triggers stop from changing the trail by
@@ -15,15 +16,18 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from auditlog.db.writer_queue import sqlite_writer_queue
-from auditlog.models import ActionLog, EventSeal, SealAnchor, SealBlock
-from auditlog.trail import sealing
+from auditlog.models import ActionLog, Checkpoint, RetentionRecord, TrailLeaf, TrailNode
 from auditlog.trail.append_only import (
     GUARDED_TABLES,
     SQLITE_TRIGGERS,
     delete_permit_grant,
     delete_permit_revoke,
 )
+from auditlog.trail.note import Checkpoint as CheckpointBody
+from auditlog.trail.note import Signer, note_open
 from auditlog.trail.retention import events_purge, events_purge_plan
+from auditlog.trail.tree import checkpoint_sign, seal_cutoff_id, tree_append
+from auditlog.trail.tree_verify import tree_verify
 from tests.conftest import EVENTS_URL, make_event
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("maintenance_role")]
@@ -31,11 +35,16 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("maintenance_role")
 TABLE = ActionLog._meta.db_table
 
 
+KEY = Signer.generate("sealing.example/log")
+
+
 @pytest.fixture(autouse=True)
 def seal_settings(settings):
-    settings.AUDITLOG_SEAL_KEY = "current-seal-key"
-    settings.AUDITLOG_SEAL_OLD_KEYS = []
+    settings.AUDITLOG_TRAIL_KEY = KEY.text()
+    settings.AUDITLOG_TRAIL_VERIFIER_KEYS = []
     settings.AUDITLOG_SEAL_DELAY_SECONDS = 0
+    settings.AUDITLOG_SEAL_BOUND_SECONDS = 10**9
+    settings.AUDITLOG_CHECKPOINT_MAX_GAP_SECONDS = 0
     return settings
 
 
@@ -62,7 +71,11 @@ def without_triggers():
 
 
 def verify():
-    return sealing.chain_verify()
+    return tree_verify()
+
+
+def seal(block_size=5000):
+    return tree_append(upto_id=seal_cutoff_id(timezone.now()), block_size=block_size)
 
 
 def forge_event(event_id):
@@ -130,189 +143,127 @@ def test_a_committed_permit_permits_nothing(trail):
         delete_permit_revoke()
 
 
-def test_seal_tables_refuse_change_and_removal_without_a_permit(trail):
-    sealing.events_seal(block_size=1000)
-    events_purge(events_purge_plan(older_than_days=30), batch_size=1000)  # an anchor exists
+def test_the_trees_tables_refuse_change_and_removal_without_a_permit(trail):
+    seal(block_size=1000)
+    events_purge(events_purge_plan(older_than_days=30), batch_size=1000)  # a retention record exists
     refused = [
-        (EventSeal, "update", {"chain_hash": "0" * 64}),
-        (EventSeal, "delete", {}),
-        (SealBlock, "update", {"event_count": 1}),
-        (SealBlock, "delete", {}),
-        (SealAnchor, "update", {"purged_count": 0}),
-        (SealAnchor, "delete", {}),
+        (TrailLeaf, "update", {"leaf_hash": bytes(32)}),
+        (TrailLeaf, "delete", {}),
+        (TrailNode, "update", {"hash": bytes(32)}),
+        (TrailNode, "delete", {}),
+        (Checkpoint, "update", {"note": "forged"}),
+        (Checkpoint, "delete", {}),
+        (RetentionRecord, "update", {"policy": "none"}),
+        (RetentionRecord, "delete", {}),
     ]
     for model, operation, values in refused:
+        assert model.objects.exists()
         with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
             getattr(model.objects.all(), operation)(**values)
-    with pytest.raises(DatabaseError, match="append-only: INSERT refused"), transaction.atomic():
-        SealAnchor.objects.create(
-            purged_through_event_id=1, chain_hash="0" * 64, purged_count=1, key_id="k", mac="m"
-        )
 
-    assert verify().problem is None
+    assert verify().ok
 
 
 # --- sealing ----------------------------------------------------------------------------------
 
 
 def test_seal_then_verify_clean(trail):
-    result = sealing.events_seal(block_size=700)
+    result = seal(block_size=1000)
 
-    assert (result.sealed, result.blocks, result.head_id) == (3000, 5, trail[-1])
-    assert EventSeal.objects.count() == 3000
+    assert (result.sealed, result.tree_size) == (3000, 3000)
     checked = verify()
-    assert checked.problem is None
-    assert (checked.verified, checked.blocks, checked.head_id) == (3000, 5, trail[-1])
+    assert checked.ok and checked.leaves == 3000 and checked.checkpoints == 1
 
 
 def test_seal_is_idempotent_and_resumes(trail, api):
-    sealing.events_seal()
-    assert sealing.events_seal().sealed == 0
-
+    seal(block_size=1000)
+    assert seal().sealed == 0
     api.post(EVENTS_URL, make_event())
-    result = sealing.events_seal()
 
-    assert (result.sealed, result.blocks) == (1, 1)
-    assert verify().problem is None
-    assert verify().verified == 3001
+    assert seal().sealed == 1
+    assert TrailLeaf.objects.count() == 3001
+    assert verify().ok
 
 
 def test_only_events_older_than_the_delay_are_sealed(trail, api, seal_settings):
-    seal_settings.AUDITLOG_SEAL_DELAY_SECONDS = 300
-    api.post(EVENTS_URL, make_event())  # received now: a transaction with a lower id may be in flight
+    seal_settings.AUDITLOG_SEAL_DELAY_SECONDS = 3600
+    api.post(EVENTS_URL, make_event())
+    old = ActionLog.objects.filter(received_at__lt=timezone.now() - timedelta(hours=1)).count()
 
-    assert sealing.events_seal().sealed == 3000  # the demo events are days old
-    assert not EventSeal.objects.filter(event_id=ActionLog.objects.latest("id").id).exists()
+    assert seal().sealed == old
+    assert not TrailLeaf.objects.filter(event_id=ActionLog.objects.order_by("-id").first().id).exists()
 
 
 def test_seal_without_a_key_refuses(trail, seal_settings):
-    seal_settings.AUDITLOG_SEAL_KEY = ""
+    seal_settings.AUDITLOG_TRAIL_KEY = ""
 
-    with pytest.raises(CommandError, match="AUDITLOG_SEAL_KEY is not set"):
+    with pytest.raises(CommandError, match="AUDITLOG_TRAIL_KEY is not set"):
         call_command("auditlog_seal", stdout=io.StringIO())
 
 
-# --- tampering --------------------------------------------------------------------------------
+def test_seal_follow_signs_a_checkpoint_per_round_when_due(trail, seal_settings):
+    seal_settings.AUDITLOG_SEAL_INTERVAL_SECONDS = 0
+    seal_settings.AUDITLOG_CHECKPOINT_INTERVAL_SECONDS = 0  # due every round
+    out = io.StringIO()
+
+    call_command("auditlog_seal", "--follow", "--rounds", "3", stdout=out)
+
+    assert TrailLeaf.objects.count() == 3000
+    assert Checkpoint.objects.count() == 3
+    assert "auditlog_seal --follow: stopped." in out.getvalue()
 
 
-def test_changed_metadata_is_named(trail):
-    sealing.events_seal()
-    without_triggers()
-    sql(f"UPDATE {TABLE} SET metadata = %s WHERE id = %s", ['{"forged": true}', trail[1234]])
-
-    problem = verify().problem
-
-    assert (problem.event_id, problem.message) == (trail[1234], sealing.MSG_MODIFIED.format(id=trail[1234]))
+# --- what one database cannot show, and what an earlier checkpoint does ---------------------------
 
 
-def test_deleted_event_is_named(trail):
-    sealing.events_seal()
-    without_triggers()
-    sql(f"DELETE FROM {TABLE} WHERE id = %s", [trail[2000]])
-
-    problem = verify().problem
-
-    assert (problem.event_id, problem.message) == (trail[2000], sealing.MSG_DELETED.format(id=trail[2000]))
-
-
-def test_forged_event_in_a_gap_of_the_sealed_range_is_named(trail):
-    without_triggers()
-    forge_event(trail[-1] + 5)  # leaves a gap: ids +1..+4 never existed
-    sql(f"DELETE FROM {TABLE} WHERE id = %s", [trail[-1] + 5])
-    forge_event(trail[-1] + 10)
-    sealing.events_seal()  # the chain now covers up to +10, with a gap below it
-    forge_event(trail[-1] + 7)
-
-    problem = verify().problem
-
-    assert (problem.event_id, problem.message) == (
-        trail[-1] + 7,
-        sealing.MSG_INSERTED.format(id=trail[-1] + 7),
-    )
-
-
-def test_forged_event_below_the_chain_is_named(trail):
-    sealing.events_seal()
-    without_triggers()
-    forge_event(0)
-
-    problem = verify().problem
-
-    assert (problem.event_id, problem.message) == (0, sealing.MSG_BELOW.format(id=0, start=0))
-
-
-def test_forged_checkpoint_is_detected(trail):
-    sealing.events_seal(block_size=1000)
-    block = SealBlock.objects.order_by("last_event_id")[1]
-    without_triggers()
-    SealBlock.objects.filter(pk=block.pk).update(event_count=999)
-
-    problem = verify().problem
-
-    what = f"the checkpoint of events {block.first_event_id}-{block.last_event_id}"
-    assert problem.message == sealing.MSG_FORGED.format(what=what)
-
-
-def test_a_chain_recomputed_without_the_key_breaks_at_its_checkpoint(trail):
-    """An attacker rewrites an event and recomputes every seal after it: only the HMAC'd
-    checkpoint, which needs the key, gives it away."""
-    sealing.events_seal(block_size=1000)
-    without_triggers()
-    target = trail[1500]
-    sql(f"UPDATE {TABLE} SET actor_id = 'mallory' WHERE id = %s", [target])
-    previous = EventSeal.objects.get(event_id=trail[1499]).chain_hash
-    for row in sealing.events_rows(trail[1499], None, 10_000):
-        previous = sealing.link(previous, row)
-        EventSeal.objects.filter(event_id=row[0]).update(chain_hash=previous)
-
-    problem = verify().problem
-
-    block = SealBlock.objects.get(first_event_id__lte=target, last_event_id__gte=target)
-    assert problem.message == sealing.MSG_RESEALED.format(
-        first=block.first_event_id, last=block.last_event_id
-    )
+def _signed(checkpoint) -> CheckpointBody:
+    return CheckpointBody.parse(note_open(checkpoint.note, [KEY.verifier()]))
 
 
 def test_the_owner_can_have_an_edited_history_resealed(trail):
-    """What the seal chain does not catch today (docs/roles.md, the threat model): the tables'
-    owner edits an event, empties the seal tables, and the next scheduled seal, which holds the
-    key, seals the edited history; verify then says OK."""
-    sealing.events_seal(block_size=1000)
+    """The tables' owner edits an event, empties the tree's tables and lets sealing run again:
+    the database alone verifies, as it would; a checkpoint kept from before proves the rewrite
+    (test_offline_verifier: the verifier's state file refuses it)."""
+    earlier = _signed(seal(block_size=1000).checkpoint)
     without_triggers()
     sql(f"UPDATE {TABLE} SET actor_id = 'mallory' WHERE id = %s", [trail[10]])
-    for model in (EventSeal, SealBlock, SealAnchor):
-        model.objects.all().delete()
+    for table in ("auditlog_checkpoint", "auditlog_trailnode", "auditlog_trailleaf"):
+        sql(f"DELETE FROM {table}")
 
-    sealing.events_seal(block_size=1000)
+    later = _signed(seal(block_size=1000).checkpoint)
 
-    assert verify().problem is None
-    assert ActionLog.objects.get(id=trail[10]).actor_id == "mallory"
+    assert verify().ok
+    assert later.size == earlier.size and later.root != earlier.root
 
 
 def test_removing_the_newest_events_with_their_seals_goes_unnoticed(trail):
-    """Nor this (the threat model): the newest events go, with their seals and checkpoints."""
-    sealing.events_seal(block_size=1000)
+    """Likewise: the newest events go with their leaves and checkpoints. The database verifies;
+    an earlier checkpoint of the longer log shows the log shrank."""
+    seal(block_size=1000)
+    earlier = _signed(Checkpoint.objects.get())
     without_triggers()
-    EventSeal.objects.filter(event_id__gt=trail[1999]).delete()
-    SealBlock.objects.filter(first_event_id__gt=trail[1999]).delete()
-    ActionLog.objects.filter(id__gt=trail[1999]).delete()
+    sql("DELETE FROM auditlog_checkpoint")
+    sql('DELETE FROM auditlog_trailnode WHERE height = 8 AND "index" >= 7')  # 7 * 256 + 256 > 2000
+    sql("DELETE FROM auditlog_trailleaf WHERE leaf_index >= 2000")
+    sql(f"DELETE FROM {TABLE} WHERE id > %s", [trail[1999]])
+    checkpoint_sign(KEY, 2000)
 
     result = verify()
 
-    assert result.problem is None
-    assert result.verified == 2000
+    assert result.ok and result.leaves == 2000
+    assert earlier.size == 3000 > _signed(Checkpoint.objects.get()).size
 
 
 def test_verify_command_exits_non_zero_naming_the_event(trail):
     call_command("auditlog_seal", stdout=io.StringIO())
     without_triggers()
-    sql(f"UPDATE {TABLE} SET outcome = 'failure' WHERE id = %s", [trail[42]])
+    sql(f"UPDATE {TABLE} SET action = 'x' WHERE id = %s", [trail[77]])
     out = io.StringIO()
 
-    with pytest.raises(CommandError, match=f"event id {trail[42]}"):
+    with pytest.raises(CommandError, match="does not verify"):
         call_command("auditlog_verify", stdout=out, stderr=io.StringIO())
 
-    assert out.getvalue().startswith(f"BROKEN (event id {trail[42]}): event {trail[42]} was modified")
+    assert out.getvalue().startswith(f"BROKEN: leaf 77: event {ActionLog.objects.get(id=trail[77]).uuid}")
 
 
 def test_verify_command_on_an_untouched_trail(trail):
@@ -321,42 +272,40 @@ def test_verify_command_on_an_untouched_trail(trail):
 
     call_command("auditlog_verify", stdout=out, stderr=io.StringIO())
 
-    assert out.getvalue().startswith("OK: 3,000 events in 1 checkpoints verified")
-
-
-def test_verify_since_starts_at_the_checkpoint_before(trail):
-    sealing.events_seal(block_size=500)
-    since = ActionLog.objects.get(id=trail[2600]).received_at
-
-    result = sealing.chain_verify(since=since)
-
-    assert result.problem is None
-    assert result.verified == 3000 - 2500  # from the block holding event 2601 on
+    assert out.getvalue().startswith(
+        "OK: the trail's tree of 3,000 leaves (0 purged by signed retention records)"
+    )
 
 
 # --- key rotation -----------------------------------------------------------------------------
 
 
-def test_rotated_key_verifies_with_the_old_key_kept(trail, api, seal_settings):
-    sealing.events_seal()
-    seal_settings.AUDITLOG_SEAL_KEY = "next-seal-key"
+def test_rotated_key_verifies_with_the_old_verifier_key_kept(trail, api, seal_settings):
+    seal()
+    new = Signer.generate("sealing.example/log")
+    seal_settings.AUDITLOG_TRAIL_KEY = new.text()
     api.post(EVENTS_URL, make_event())
-    sealing.events_seal()
+    seal()
 
-    assert verify().problem.message.endswith("which is not configured (AUDITLOG_SEAL_OLD_KEYS)")
-    seal_settings.AUDITLOG_SEAL_OLD_KEYS = ["current-seal-key"]
-    assert verify().problem is None
-    assert set(SealBlock.objects.values_list("key_id", flat=True)) == {
-        sealing._key_id(b"current-seal-key"),
-        sealing._key_id(b"next-seal-key"),
-    }
+    assert any("does not verify" in problem for problem in verify().problems)
+    seal_settings.AUDITLOG_TRAIL_VERIFIER_KEYS = [KEY.verifier().text()]
+    assert verify().ok
+    assert set(Checkpoint.objects.values_list("key_id", flat=True)) == {KEY.key_id.hex(), new.key_id.hex()}
+
+
+def test_verify_needs_only_the_verifier_key(trail, seal_settings):
+    seal()
+    seal_settings.AUDITLOG_TRAIL_KEY = ""
+    seal_settings.AUDITLOG_TRAIL_VERIFIER_KEYS = [KEY.verifier().text()]
+
+    assert verify().ok
 
 
 # --- purge ------------------------------------------------------------------------------------
 
 
-def test_purge_keeps_the_chain_verifiable(trail):
-    sealing.events_seal(block_size=700)
+def test_purge_keeps_the_tree_verifiable_and_signs_what_it_removed(trail):
+    seal(block_size=700)
     plan = events_purge_plan(older_than_days=30)
 
     result = events_purge(plan, batch_size=400)
@@ -365,11 +314,13 @@ def test_purge_keeps_the_chain_verifiable(trail):
     assert result.purged == plan.count > 1000
     assert kept == 3000 - result.purged
     assert not ActionLog.objects.filter(received_at__lt=timezone.now() - timedelta(days=30)).exists()
-    anchor = SealAnchor.objects.get()
-    assert (anchor.purged_through_event_id, anchor.purged_count) == (plan.through_id, result.purged)
+    assert TrailLeaf.objects.count() == 3000  # the tree never shrinks
+    records = list(RetentionRecord.objects.order_by("last_leaf"))
+    assert records[0].first_leaf == 0 and records[-1].last_leaf == result.purged - 1
+    assert sum(record.purged_count for record in records) == result.purged
+    assert note_open(records[0].note, [KEY.verifier()]).startswith("auditlog retention record v1\n")
     checked = verify()
-    assert checked.problem is None
-    assert checked.verified == kept
+    assert checked.ok and checked.purged == result.purged
 
 
 def test_purge_command_records_itself_and_dry_run_deletes_nothing(trail):
@@ -384,16 +335,16 @@ def test_purge_command_records_itself_and_dry_run_deletes_nothing(trail):
     record = ActionLog.objects.get(action="auditlog.purge")
     assert record.metadata["deleted"] == due
     assert (record.actor_id, record.actor_type) == ("auditlog_purge", "system")
-    assert verify().problem is None
+    assert verify().ok
 
 
 def test_purge_keeps_old_events_that_are_not_sealed_yet(trail, seal_settings):
     seal_settings.AUDITLOG_SEAL_DELAY_SECONDS = 50 * 86400  # sealing lags: only events over 50 days old
-    sealing.events_seal()
+    seal()
 
     plan = events_purge_plan(older_than_days=30)
 
-    sealed_through = sealing.seal_head()[0]
+    sealed_through = TrailLeaf.objects.order_by("-leaf_index").values_list("event_id", flat=True).first()
     assert plan.through_id == sealed_through
     assert (
         plan.unsealed_old
@@ -401,16 +352,25 @@ def test_purge_keeps_old_events_that_are_not_sealed_yet(trail, seal_settings):
         > 0
     )
     events_purge(plan, batch_size=500)
-    assert verify().problem is None
+    assert verify().ok
 
 
-def test_purge_without_sealing_deletes_and_needs_no_key(trail, seal_settings):
-    seal_settings.AUDITLOG_SEAL_KEY = ""
+def test_purge_without_a_tree_deletes_and_needs_no_key(trail, seal_settings):
+    seal_settings.AUDITLOG_TRAIL_KEY = ""
 
     result = events_purge(events_purge_plan(older_than_days=30), batch_size=1000)
 
     assert result.purged > 1000
-    assert not SealAnchor.objects.exists()
+    assert not RetentionRecord.objects.exists()
+
+
+def test_purge_of_a_sealed_trail_needs_the_key(trail, seal_settings):
+    seal()
+    seal_settings.AUDITLOG_TRAIL_KEY = ""
+
+    with pytest.raises(CommandError, match="a purge signs a retention record"):
+        call_command("auditlog_purge", "--older-than", "30", stdout=io.StringIO())
+    assert ActionLog.objects.count() == 3000
 
 
 def test_purge_needs_a_retention(trail, seal_settings):

@@ -231,6 +231,8 @@ def test_api_errors(signer, reader, client):
     assert reader.get(f"/api/v1/events/{event.uuid}/proof", tree_size=11).status_code == 400
     assert reader.get(f"/api/v1/events/{event.uuid}/proof", tree_size="x").status_code == 400
     assert reader.get("/api/v1/trail/consistency", first=5).status_code == 400
+    assert reader.get("/api/v1/trail/consistency", first="²", second=10).status_code == 400
+    assert reader.get("/api/v1/trail/consistency", first="\u0661", second=10).status_code == 400
     assert reader.get("/api/v1/trail/consistency", first=5, second=11).status_code == 400
     assert reader.get("/api/v1/trail/consistency", first=5, second=10).status_code == 200
     assert client.get("/api/v1/trail/checkpoint").status_code == 401

@@ -154,3 +154,32 @@ def test_a_stale_latest_checkpoint_fails(trail, trail_settings, monkeypatch):
     (problem,) = problems()
 
     assert problem.startswith("the latest checkpoint is 10") and "sealing stopped, or the newest" in problem
+
+
+def test_a_checkpoint_of_the_empty_tree_is_checked_and_blocks_nothing(settings):
+    """Sealing signs a checkpoint before anything is old enough to seal (a fresh install)."""
+    tree_append(upto_id=None, block_size=100)
+    call_command("auditlog_demo", "--count", "20", "--seed", "7", stdout=io.StringIO())
+    seal()
+
+    result = tree_verify()
+
+    assert result.ok and result.checkpoints == 2 and result.leaves == 20
+
+
+def test_a_retention_record_is_read_from_its_signed_text_not_its_columns(trail):
+    events_purge(events_purge_plan(older_than_days=30), batch_size=5000)
+    record = RetentionRecord.objects.get()
+    without_triggers()
+    sql("UPDATE auditlog_retentionrecord SET last_leaf = last_leaf + 5 WHERE id = %s", [record.id])
+    sql(
+        "DELETE FROM auditlog_actionlog WHERE id IN"
+        " (SELECT event_id FROM auditlog_trailleaf WHERE leaf_index BETWEEN %s AND %s)",
+        [record.last_leaf + 1, record.last_leaf + 5],
+    )
+
+    found = problems()
+
+    signed = f"its columns differ from its signed note (leaves 0-{record.last_leaf})"
+    assert found[0] == f"the retention record #{record.id}: {signed}"
+    assert f"leaf {record.last_leaf + 1}: event id" in found[1]

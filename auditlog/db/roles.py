@@ -14,23 +14,11 @@ from django.conf import settings
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, connections
 
-from auditlog.models import (
-    ActionLog,
-    Checkpoint,
-    EventSeal,
-    RetentionRecord,
-    SealAnchor,
-    SealBlock,
-    TrailLeaf,
-    TrailNode,
-)
+from auditlog.models import ActionLog, Checkpoint, RetentionRecord, TrailLeaf, TrailNode
 from auditlog.trail.append_only import PERMIT_TABLE
 
 EVENTS = ActionLog._meta.db_table
-SEALS = tuple(
-    model._meta.db_table
-    for model in (EventSeal, SealBlock, SealAnchor, TrailLeaf, TrailNode, Checkpoint, RetentionRecord)
-)
+SEALS = tuple(model._meta.db_table for model in (TrailLeaf, TrailNode, Checkpoint, RetentionRecord))
 # The trail: what no role but the maintenance role may change or remove.
 TRAIL = (EVENTS, *SEALS, PERMIT_TABLE)
 

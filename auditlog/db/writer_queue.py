@@ -2,13 +2,13 @@
 
 Which writes take it, and why. SQLite lets one connection write at a time; without the queue,
 waiting writers sleep in SQLite's busy handler, which oversleeps (see sqlite_writer_queue), so
-every write of the trail's tables (events, seals, checkpoints, the purge permit) queues:
+every write of the trail's tables (events, leaves, checkpoints, the purge permit) queues:
 
     ingest, one event     auditlog.ingest.group_commit (the leader, for its group)
     ingest, a batch       auditlog.ingest.services.events_create_batch
     internal events       auditlog.ingest.services.event_record_internal (admin logins, views,
                           exports; the purge command's record)
-    sealing               auditlog.trail.sealing.events_seal, per block
+    sealing               auditlog.trail.tree.leaves_append, per block; checkpoint_sign
     purging               auditlog.trail.retention.events_purge, per batch
     demo data             auditlog.ingest.storage.events_bulk_insert_prepared, per chunk
 

@@ -5,7 +5,7 @@ Every list of the event's fields derives from EVENT_FIELDS: the insert's columns
 (auditlog.events.validation), the JSON form (auditlog.reading.serialization), the CSV and JSON
 Lines exports, the OpenAPI document, this service's own events and the demo rows.
 
-The stored formats are the exception, on purpose: PAYLOAD_HASH_V1 and SEAL_CANONICAL_V1
+The stored formats are the exception, on purpose: PAYLOAD_HASH_V1 and LEAF_V1
 (auditlog.events.formats) name their fields themselves, so that a new field changes neither
 until a new version of it says so. tests/test_formats.py makes that a decision: every field
 here is in each format or in the format's list of fields left out.

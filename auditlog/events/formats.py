@@ -6,26 +6,23 @@ part of the data, not of the code:
 - PAYLOAD_HASH_V1 (ActionLog.payload_hash): a replayed idempotency key gets the original event
   back only if the new body hashes the same; a changed format would answer every replay of an
   older event with a 409.
-- SEAL_CANONICAL_V1 (EventSeal.chain_hash, SealBlock, SealAnchor): auditlog_verify recomputes
-  every sealed event's link; a changed format would call every sealed event modified.
-- BLOCK_MAC_V1 and ANCHOR_MAC_V1 (SealBlock.mac, SealAnchor.mac): likewise for checkpoints.
 - LEAF_V1 (the trail's Merkle tree, TrailLeaf.leaf_hash): the bytes of an event's leaf, which
-  anyone can recompute from an export (docs/trail-format.md).
+  anyone can recompute from an export (docs/trail-format.md); a changed format would call
+  every sealed event modified. (The hash chain before the tree had its own formats, kept frozen
+  in auditlog.trail.legacy_chain for migration 0009.)
 
 A version is frozen once it has been released: tests/test_formats.py pins each one to golden
 values computed from fixed events. To change a format, add the next version beside the old
-one and keep the old one for what was stored with it. No table records the version yet
-(payload_hash holds 64 hex digits, SealBlock and SealAnchor only a key id): the first new
-version needs a version column beside them first, so that replays and verification pick the
-version each row was stored with.
+one and keep the old one for what was stored with it. payload_hash records no version (64 hex
+digits): its first new version needs a version column beside it first, so that replays pick the
+version each row was stored with. A leaf records its own ("v" in its JSON).
 
 Each field list names its fields on purpose (sealing once took the insert's columns): a new
 event column changes no format until someone decides where it goes, and the tests make that
-decision unavoidable (NOT_IN_PAYLOAD_HASH, NOT_SEALED).
+decision unavoidable (NOT_IN_PAYLOAD_HASH, NOT_IN_LEAF).
 """
 
 import hashlib
-import hmac
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -72,51 +69,6 @@ class PayloadHash:
         return hashlib.sha256(self.text(values, metadata_json).encode("utf-8")).hexdigest()
 
 
-@dataclass(frozen=True)
-class SealCanonical:
-    """An event as one compact JSON array of the values of `fields`, in that order, UTF-8,
-    non-ASCII as is: datetimes in UTC ISO 8601 (`+00:00`, microseconds only when not zero),
-    UUIDs hyphenated, metadata as its own JSON text (sorted keys, compact) in a string, ids as
-    integers, NULL as null. The same however the row is read back (values_list(*fields)).
-
-    The chain: link(0) = `genesis`; link(i) = SHA-256 (hex) of the ASCII of link(i-1) followed
-    by the canonical bytes of event i."""
-
-    version: int
-    fields: tuple[str, ...]
-    genesis: str
-
-    def canonical(self, row: Sequence) -> bytes:
-        """`row`: the values of `fields`, in that order."""
-        values = []
-        for value in row:
-            if isinstance(value, datetime):
-                value = value.astimezone(UTC).isoformat()
-            elif isinstance(value, UUID):
-                value = str(value)
-            elif isinstance(value, dict | list):
-                value = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-            values.append(value)
-        return json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-    def link(self, previous: str, row: Sequence) -> str:
-        return hashlib.sha256(previous.encode("ascii") + self.canonical(row)).hexdigest()
-
-
-@dataclass(frozen=True)
-class CheckpointMac:
-    """HMAC-SHA256 (hex), keyed by the seal key, of the UTF-8 text: `tag` and the values of
-    `fields` (read as attributes, in that order, each as str()) joined by "|"."""
-
-    version: int
-    tag: str
-    fields: tuple[str, ...]
-
-    def mac(self, key: bytes, record: Any) -> str:
-        parts = [self.tag, *(getattr(record, name) for name in self.fields)]
-        return hmac.new(key, "|".join(map(str, parts)).encode(), hashlib.sha256).hexdigest()
-
-
 PAYLOAD_HASH_V1 = PayloadHash(
     version=1,
     fields=(
@@ -144,50 +96,15 @@ NOT_IN_PAYLOAD_HASH = {
     "payload_hash": "the hash itself",
 }
 
-SEAL_CANONICAL_V1 = SealCanonical(
-    version=1,
-    fields=(
-        "id",
-        "uuid",
-        "occurred_at",
-        "received_at",
-        "actor_id",
-        "actor_type",
-        "actor_name",
-        "action",
-        "target_type",
-        "target_id",
-        "target_name",
-        "outcome",
-        "ip_address",
-        "user_agent",
-        "metadata",
-        "source_id",
-        "idempotency_key",
-        "payload_hash",
-    ),
-    genesis="0" * 64,
-)
-# The event's columns SEAL_CANONICAL_V1 leaves out, and why: none, a change to any is evidence.
-NOT_SEALED: dict[str, str] = {}
-
-BLOCK_MAC_V1 = CheckpointMac(
-    version=1,
-    tag="block",
-    fields=("first_event_id", "last_event_id", "event_count", "previous_hash", "chain_hash"),
-)
-ANCHOR_MAC_V1 = CheckpointMac(
-    version=1, tag="anchor", fields=("purged_through_event_id", "chain_hash", "purged_count")
-)
-
 
 @dataclass(frozen=True)
 class LeafFormat:
     """An event as a leaf of the trail's Merkle tree: the RFC 8785 (JCS) bytes of one flat JSON
     object with "v" (the version), "leaf_index", and the event's `fields`, each under its name
-    in `names` (else its column's name). Values as the export writes them: text as is, UUIDs
-    hyphenated, datetimes in UTC as YYYY-MM-DDTHH:MM:SS.ffffffZ (always six digits), metadata as
-    the JSON object it is, null for NULL; the source is its API key's prefix."""
+    in `names` (else its column's name). Values: text as is, UUIDs hyphenated, datetimes in UTC
+    as YYYY-MM-DDTHH:MM:SS.ffffffZ (always six digits: not the API's milliseconds), metadata as
+    the JSON object it is, null for NULL; the source is its API key's prefix. The export bundle
+    writes these objects (auditlog.trail.bundle); the API's JSON form and other exports do not."""
 
     version: int
     fields: tuple[str, ...]

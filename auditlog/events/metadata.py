@@ -22,12 +22,13 @@ from auditlog.events.rules import (
 MAX_METADATA_BYTES = 16 * 1024
 MAX_METADATA_DEPTH = 32
 NUL_ESCAPE = "\\u0000"
-# Integers beyond I-JSON's range (MAX_SAFE_INTEGER): the trail's leaves are RFC 8785 JSON, whose
-# numbers are doubles, so a larger integer could change unseen in its last digits.
-LONG_DIGITS = re.compile(r"\d{16}")
+# Numbers beyond I-JSON's exact range (MAX_SAFE_INTEGER), integers or not: the trail's leaves are
+# RFC 8785 JSON, whose numbers are doubles, so a larger integer could change unseen in its last
+# digits; and PostgreSQL's jsonb gives a large double such as 1e16 back as an integer.
+LONG_DIGITS = re.compile(r"\d{16}|\de\+")  # 16 digits, or a float written with a positive exponent
 MSG_NUMBER_RANGE = "Numbers must be finite and within the range of a double (about 1.8e308)."
 MSG_METADATA_INTEGER_RANGE = (
-    f"Integers in it must be at most {MAX_SAFE_INTEGER} in size (I-JSON, the range JSON readers "
+    f"Numbers in it must be at most {MAX_SAFE_INTEGER} in size (I-JSON, the range JSON readers "
     "keep exact); send larger ones as strings."
 )
 MSG_METADATA_SIZE = f"Must be at most {MAX_METADATA_BYTES} bytes serialized."
@@ -89,8 +90,8 @@ class Metadata(Rule):
                 "additionalProperties": {"$ref": "#/components/schemas/MetadataValue"},
                 "description": (
                     f"At most {MAX_METADATA_BYTES} bytes once serialized compactly in UTF-8, "
-                    f"and {MAX_METADATA_DEPTH} levels deep; numbers within a double's range, "
-                    "integers within ±(2^53 - 1)."
+                    f"and {MAX_METADATA_DEPTH} levels deep; numbers within ±(2^53 - 1) "
+                    "(I-JSON)."
                 ),
             }
         )
@@ -101,7 +102,8 @@ def metadata_value_schema() -> dict:
     value = {"$ref": "#/components/schemas/MetadataValue"}
     return {
         "anyOf": [
-            {"type": ["null", "boolean", "number"]},
+            {"type": ["null", "boolean"]},
+            {"type": "number", "minimum": -MAX_SAFE_INTEGER, "maximum": MAX_SAFE_INTEGER},
             {"type": "string", "pattern": NO_NUL},
             {"type": "array", "items": value},
             {"type": "object", "propertyNames": {"pattern": NO_NUL}, "additionalProperties": value},
@@ -125,7 +127,7 @@ def _metadata_problem(value: dict) -> str | None:
         elif isinstance(node, list):
             children, strings = node, ()
         else:
-            if type(node) is int and not -MAX_SAFE_INTEGER <= node <= MAX_SAFE_INTEGER:
+            if type(node) in (int, float) and not -MAX_SAFE_INTEGER <= node <= MAX_SAFE_INTEGER:
                 return MSG_METADATA_INTEGER_RANGE
             children, strings = (), (node,) if isinstance(node, str) else ()
         for text in strings:

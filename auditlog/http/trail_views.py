@@ -30,7 +30,7 @@ def _size(request, name: str, *, required: bool) -> int | None:
     text = request.GET.get(name)
     if text is None and not required:
         return None
-    if text is None or not text.isdigit() or int(text) < 1 or len(text) > 18:
+    if text is None or not (text.isascii() and text.isdigit()) or len(text) > 18 or int(text) < 1:
         raise errors.ApiError(errors.VALIDATION_ERROR, "Invalid query.", {name: [MSG_SIZE]})
     return int(text)
 

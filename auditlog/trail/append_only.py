@@ -1,5 +1,5 @@
 """Append-only: the triggers that guard the trail's tables, and the purge permit that lets
-DELETE through them inside one transaction (auditlog/migrations/0005 to 0008)."""
+DELETE through them inside one transaction (auditlog/migrations/0005 to 0009)."""
 
 from django.db import connections
 from django.db.migrations.recorder import MigrationRecorder
@@ -7,9 +7,6 @@ from django.db.migrations.recorder import MigrationRecorder
 PERMIT_TABLE = "auditlog_delete_permit"
 GUARDED_TABLES = (
     "auditlog_actionlog",
-    "auditlog_eventseal",
-    "auditlog_sealblock",
-    "auditlog_sealanchor",
     "auditlog_trailleaf",
     "auditlog_trailnode",
     "auditlog_checkpoint",
@@ -20,13 +17,6 @@ POSTGRESQL_TRIGGERS = ("auditlog_append_only", "auditlog_no_truncate")
 SQLITE_TRIGGERS = (
     "auditlog_no_update",
     "auditlog_no_delete",
-    "auditlog_eventseal_no_update",
-    "auditlog_eventseal_no_delete",
-    "auditlog_sealblock_no_update",
-    "auditlog_sealblock_no_delete",
-    "auditlog_sealanchor_no_insert",
-    "auditlog_sealanchor_no_update",
-    "auditlog_sealanchor_no_delete",
     "auditlog_trailleaf_no_update",
     "auditlog_trailleaf_no_delete",
     "auditlog_trailnode_no_update",
@@ -36,7 +26,7 @@ SQLITE_TRIGGERS = (
     "auditlog_retentionrecord_no_update",
     "auditlog_retentionrecord_no_delete",
 )
-GUARD_MIGRATION = ("auditlog", "0008_retention_record")
+GUARD_MIGRATION = ("auditlog", "0009_chain_to_tree")
 
 
 def delete_permit_grant(granted_by: str, using: str = "default") -> None:

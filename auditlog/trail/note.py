@@ -31,6 +31,11 @@ class NoteError(ValueError):
     """A key, note or checkpoint that is malformed, or a signature that does not verify."""
 
 
+def _decimal(text: str) -> bool:
+    """ASCII digits only (str.isdigit takes other scripts' digits and superscripts too)."""
+    return text.isascii() and text.isdigit()
+
+
 def _key_id(name: str, public: bytes) -> bytes:
     return hashlib.sha256(name.encode() + b"\n" + ALG_ED25519 + public).digest()[:4]
 
@@ -160,7 +165,7 @@ class Checkpoint:
     def time(self) -> int | None:
         """Unix seconds from our "time" extension line, if there is one."""
         for line in self.extensions:
-            if line.startswith("time ") and line[5:].isdigit():
+            if line.startswith("time ") and _decimal(line[5:]):
                 return int(line[5:])
         return None
 
@@ -170,7 +175,7 @@ class Checkpoint:
         "previous" extension line: a checkpoint removed from between two others shows."""
         for line in self.extensions:
             parts = line.split(" ")
-            if len(parts) == 3 and parts[0] == "previous" and parts[1].isdigit() and parts[2].isdigit():
+            if len(parts) == 3 and parts[0] == "previous" and _decimal(parts[1]) and _decimal(parts[2]):
                 return int(parts[1]), int(parts[2])
         return None
 
@@ -184,6 +189,6 @@ class Checkpoint:
             root_bytes = base64.b64decode(root, validate=True)
         except binascii.Error:
             raise NoteError("the checkpoint's root hash is not base64") from None
-        if not size.isdigit() or (size != "0" and size.startswith("0")) or len(root_bytes) != 32:
+        if not _decimal(size) or (size != "0" and size.startswith("0")) or len(root_bytes) != 32:
             raise NoteError("a checkpoint has a decimal tree size and a 32-byte root hash")
         return cls(origin, int(size), root_bytes, tuple(extensions))

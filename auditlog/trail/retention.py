@@ -1,6 +1,7 @@
-"""Retention: delete the oldest events in short batches, keeping the seal chain and the trail's
-tree verifiable. The tree keeps every leaf (it never shrinks); each batch signs a retention
-record naming the leaves whose events it removed, so a verifier tells a purge from a deletion."""
+"""Retention: delete the oldest events in short batches, keeping the trail's tree verifiable. Only
+events that are leaves go; the tree keeps every leaf (it never shrinks), and each batch signs a
+retention record naming the leaves whose events it removed, so a verifier tells a purge from a
+deletion."""
 
 import time
 from collections.abc import Callable
@@ -12,10 +13,9 @@ from django.utils import timezone
 
 from auditlog.db.connections import close_old_connections_between_units
 from auditlog.db.writer_queue import sqlite_writer_queue
-from auditlog.models import ActionLog, EventSeal, RetentionRecord, SealAnchor, SealBlock, TrailLeaf
+from auditlog.models import ActionLog, RetentionRecord, TrailLeaf
 from auditlog.trail.append_only import delete_permit_grant, delete_permit_revoke
 from auditlog.trail.note import Signer
-from auditlog.trail.sealing import anchor_mac, current_key, seal_head
 from auditlog.trail.tree import TrailError, trail_signer
 
 PAUSE_BETWEEN_BATCHES = 0.01  # seconds: lets waiting writers in between batches
@@ -39,8 +39,8 @@ class PurgeResult:
 
 def events_purge_plan(*, older_than_days: int) -> PurgePlan:
     """Which events go: a prefix of ids received before the cutoff (received_at is server time,
-    in step with ids; client-supplied occurred_at is not). When the trail is sealed, only sealed
-    events go, so the chain always resumes from the anchor."""
+    in step with ids; client-supplied occurred_at is not). Once the trail has a tree, only its
+    leaves go: an event not sealed yet waits for auditlog_seal."""
     cutoff = timezone.now() - timedelta(days=older_than_days)
     first_kept = (
         ActionLog.objects.filter(received_at__gte=cutoff).order_by("id").values_list("id", flat=True).first()
@@ -50,8 +50,6 @@ def events_purge_plan(*, older_than_days: int) -> PurgePlan:
     else:
         through = first_kept - 1
     old_enough = through
-    if SealBlock.objects.exists():
-        through = min(through, seal_head()[0])
     last_leaf = TrailLeaf.objects.order_by("-leaf_index").values_list("event_id", flat=True).first()
     if last_leaf is not None:
         through = min(through, last_leaf)
@@ -68,8 +66,6 @@ def events_purge(
     plan: PurgePlan, *, batch_size: int, progress: Callable[[int], None] | None = None
 ) -> PurgeResult:
     """Delete the plan's events, oldest first, one short transaction per batch."""
-    sealed = SealBlock.objects.exists()
-    key_id, key = current_key() if sealed else ("", b"")
     signer = None
     if TrailLeaf.objects.exists():
         signer = trail_signer()
@@ -87,8 +83,6 @@ def events_purge(
         with sqlite_writer_queue(), transaction.atomic():
             delete_permit_grant("auditlog_purge")
             deleted, _ = ActionLog.objects.filter(id__lte=upper).delete()
-            if sealed:
-                _anchor_move(upper, deleted, key_id, key)
             if signer is not None:
                 retention_record(signer, upper, deleted, plan)
             delete_permit_revoke()
@@ -99,19 +93,6 @@ def events_purge(
         close_old_connections_between_units()
         time.sleep(PAUSE_BETWEEN_BATCHES)
     return result
-
-
-def _anchor_move(through_id: int, deleted: int, key_id: str, key: bytes) -> None:
-    """Record where the chain now starts: the link of the last purged event."""
-    chain = EventSeal.objects.get(event_id=through_id).chain_hash
-    EventSeal.objects.filter(event_id__lte=through_id).delete()
-    anchor = SealAnchor.objects.first() or SealAnchor(purged_count=0)
-    anchor.purged_through_event_id = through_id
-    anchor.chain_hash = chain
-    anchor.purged_count += deleted
-    anchor.key_id = key_id
-    anchor.mac = anchor_mac(key, anchor)
-    anchor.save()
 
 
 def retention_record(

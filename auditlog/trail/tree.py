@@ -1,7 +1,7 @@
 """The trail as an RFC 9162 Merkle tree in the database, with signed checkpoints.
 
 Events become leaves in id order, once old enough that no lower id can still commit (the seal
-delay, as for the chain): leaf i is LEAF_V1 of event i's fields and i (auditlog.events.formats).
+delay): leaf i is LEAF_V1 of event i's fields and i (auditlog.events.formats).
 TrailLeaf keeps each leaf's hash, TrailNode the hash of every complete subtree whose height is a
 multiple of 8, so any node of any tree size is at most 128 stored hashes away: proofs read a
 few hundred rows at most. A Checkpoint is a C2SP tlog-checkpoint of the tree's size and root,
@@ -11,7 +11,7 @@ docs/trail-format.md describes all of it for an outside verifier.
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -151,20 +151,22 @@ def _nodes_completed(size_before: int, size_after: int, tree: StoredTree) -> lis
     return nodes
 
 
-def tree_append(
-    *,
-    upto_id: int | None,
-    block_size: int,
-    progress: Callable[[int], None] | None = None,
-    checkpoint_after: float = 0,
+def seal_cutoff_id(now: datetime) -> int | None:
+    """The newest id that is safe to seal: received AUDITLOG_SEAL_DELAY_SECONDS ago or more, when
+    every transaction holding a lower id has committed or failed (a request's database work is
+    bounded by DATABASE_REQUEST_TIMEOUT and the server's timeouts, seconds; the delay is more).
+    Found by reading back from the newest ids: a delay's worth of rows."""
+    cutoff = now - timedelta(seconds=settings.AUDITLOG_SEAL_DELAY_SECONDS)
+    return (
+        ActionLog.objects.filter(received_at__lt=cutoff).order_by("-id").values_list("id", flat=True).first()
+    )
+
+
+def leaves_append(
+    *, upto_id: int | None, block_size: int, progress: Callable[[int], None] | None = None
 ) -> TreeResult:
-    """Append every event with an id up to `upto_id` that is not a leaf yet, one block (one
-    transaction) at a time, then sign a checkpoint of the new size: when leaves were added, and
-    otherwise when the latest checkpoint is `checkpoint_after` seconds old or more (0: always),
-    so that a quiet log still shows it is alive."""
-    signer = trail_signer()
-    if signer is None:
-        raise TrailError("AUDITLOG_TRAIL_KEY is not set: `manage.py auditlog_keygen` makes one.")
+    """Append every event with an id up to `upto_id` that is not a leaf yet, in id order, one
+    block (one transaction) at a time, with the nodes each block completes. Signs nothing."""
     last = TrailLeaf.objects.order_by("-leaf_index").values_list("leaf_index", "event_id").first()
     size, last_id = (0, 0) if last is None else (last[0] + 1, last[1])
     result = TreeResult(tree_size=size)
@@ -191,23 +193,45 @@ def tree_append(
         if progress:
             progress(result.sealed)
         close_old_connections_between_units()
+    return result
+
+
+def tree_append(
+    *,
+    upto_id: int | None,
+    block_size: int,
+    progress: Callable[[int], None] | None = None,
+    checkpoint_after: float = 0,
+) -> TreeResult:
+    """leaves_append, then sign a checkpoint of the new size: when leaves were added, and
+    otherwise when the latest checkpoint is `checkpoint_after` seconds old or more (0: always),
+    so that a quiet log still shows it is alive."""
+    signer = trail_signer()
+    if signer is None:
+        raise TrailError("AUDITLOG_TRAIL_KEY is not set: `manage.py auditlog_keygen` makes one.")
+    result = leaves_append(upto_id=upto_id, block_size=block_size, progress=progress)
     latest = checkpoint_latest()
     stale = latest is None or (timezone.now() - latest.created_at).total_seconds() >= checkpoint_after
-    if result.sealed or stale or latest.tree_size != size:
-        result.checkpoint = checkpoint_sign(signer, size)
+    if result.sealed or stale or latest.tree_size != result.tree_size:
+        result.checkpoint = checkpoint_sign(signer, result.tree_size)
     return result
 
 
 def checkpoint_sign(signer: Signer, size: int, now: datetime | None = None) -> Checkpoint:
     now = now or timezone.now()
     root = merkle.tree_root(StoredTree().read, size)
-    extensions = [f"time {int(now.timestamp())}"]
-    latest = checkpoint_latest()
-    if latest is not None:
-        previous = CheckpointBody.parse(latest.note.partition("\n\n")[0] + "\n")
-        extensions.append(f"previous {previous.size} {previous.time}")
-    body = CheckpointBody(signer.name, size, root, tuple(extensions))
-    with sqlite_writer_queue():
+    # One signer at a time (a cron auditlog_seal beside the worker): each checkpoint names the
+    # one before it, so two must not follow the same one.
+    with sqlite_writer_queue(), transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext('auditlog_checkpoint_sign'))")
+        extensions = [f"time {int(now.timestamp())}"]
+        latest = checkpoint_latest()
+        if latest is not None:
+            previous = CheckpointBody.parse(latest.note.partition("\n\n")[0] + "\n")
+            extensions.append(f"previous {previous.size} {previous.time}")
+        body = CheckpointBody(signer.name, size, root, tuple(extensions))
         return Checkpoint.objects.create(
             tree_size=size,
             root_hash=root,

@@ -114,6 +114,16 @@ def _checkpoints(verifiers, result: TreeVerifyResult) -> list[tuple[int, bytes, 
     return checked
 
 
+def retention_leaves(text: str) -> tuple[int, int]:
+    """The leaf range a retention record's signed text names ("leaves FIRST-LAST")."""
+    for line in text.split("\n"):
+        first, dash, last = line.removeprefix("leaves ").partition("-")
+        digits = first + last
+        if line.startswith("leaves ") and dash and first and last and digits.isascii() and digits.isdigit():
+            return int(first), int(last)
+    raise NoteError("a retention record names its leaves (leaves FIRST-LAST)")
+
+
 def tree_verify(*, progress: Callable[[int], None] | None = None) -> TreeVerifyResult:
     verifiers = trail_verifiers()
     if not verifiers:
@@ -122,20 +132,23 @@ def tree_verify(*, progress: Callable[[int], None] | None = None) -> TreeVerifyR
     pending = sorted(_checkpoints(verifiers, result), key=lambda item: item[0])
     purged_through = -1
     for record in RetentionRecord.objects.order_by("last_leaf"):
+        name = f"the retention record #{record.id}"
         try:
-            note_open(record.note, verifiers)
+            first, last = retention_leaves(note_open(record.note, verifiers))
         except NoteError as exc:
-            result.problems.append(
-                f"the retention record of leaves {record.first_leaf}-{record.last_leaf}: {exc}"
-            )
+            result.problems.append(f"{name} does not verify: {exc}")
             continue
-        if record.first_leaf != purged_through + 1:
-            result.problems.append(
-                f"retention records skip from leaf {purged_through} to {record.first_leaf}"
-            )
-        purged_through = record.last_leaf
+        if (first, last) != (record.first_leaf, record.last_leaf):
+            result.problems.append(f"{name}: its columns differ from its signed note (leaves {first}-{last})")
+        if first != purged_through + 1:
+            result.problems.append(f"retention records skip from leaf {purged_through} to {first}")
+        purged_through = max(purged_through, last)
     stored_nodes = {(h, i): bytes(v) for h, i, v in TrailNode.objects.values_list("height", "index", "hash")}
     compact = CompactRange()
+    while pending and pending[0][0] == 0:  # a checkpoint signed before anything was sealed
+        _, root, name = pending.pop(0)
+        if root != merkle.EMPTY_ROOT:
+            result.problems.append(f"{name}: an empty tree has another root")
     last_event_id = 0
     while True:
         leaves = list(

@@ -7,15 +7,15 @@ from auditlog.db.roles import maintenance_only
 from auditlog.db.timeouts import command_timeouts
 from auditlog.ingest.services import event_record_internal
 from auditlog.trail.retention import events_purge, events_purge_plan
-from auditlog.trail.sealing import SealError
 from auditlog.trail.tree import TrailError
 
 
 class Command(BaseCommand):
     help = (
         "Delete events received more than --older-than days ago, oldest first, in short batches that "
-        "never hold up ingest. When the trail is sealed, only sealed events go and the chain stays "
-        "verifiable. The purge is recorded as an event."
+        "never hold up ingest. Once the trail has a tree, only sealed events go, their leaves stay, and "
+        "each batch signs a retention record with AUDITLOG_TRAIL_KEY, so auditlog_verify and the offline "
+        "verifier tell the purge from a deletion. The purge is recorded as an event."
     )
 
     def add_arguments(self, parser):
@@ -60,7 +60,7 @@ class Command(BaseCommand):
 
         try:
             result = events_purge(plan, batch_size=batch_size, progress=progress)
-        except (SealError, TrailError) as exc:
+        except TrailError as exc:
             raise CommandError(str(exc)) from None
         if tty:
             self.stdout.write("")

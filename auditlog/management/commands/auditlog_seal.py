@@ -5,21 +5,19 @@ import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
+from auditlog.db.connections import close_old_connections_between_units
 from auditlog.db.roles import maintenance_only
 from auditlog.db.timeouts import command_timeouts
-from auditlog.trail.sealing import SealError, events_seal, seal_cutoff_id
-from auditlog.trail.tree import TrailError, trail_signer, tree_append
+from auditlog.trail.tree import TrailError, seal_cutoff_id, trail_signer, tree_append
 
 
 class Command(BaseCommand):
     help = (
         "Seal every event not sealed yet (and older than AUDITLOG_SEAL_DELAY_SECONDS) into the trail's "
-        "Merkle tree and sign a checkpoint of it, with AUDITLOG_TRAIL_KEY (docs/trail-format.md); into "
-        "the older hash chain with HMAC checkpoints, with AUDITLOG_SEAL_KEY. Idempotent and resumable. "
-        "With --follow it keeps going (the Procfile's worker): it seals every "
+        "Merkle tree and sign a checkpoint of it with AUDITLOG_TRAIL_KEY (docs/trail-format.md). "
+        "Idempotent and resumable. With --follow it keeps going (the Procfile's worker): it seals every "
         "AUDITLOG_SEAL_INTERVAL_SECONDS and signs a checkpoint at least every "
         "AUDITLOG_CHECKPOINT_INTERVAL_SECONDS, even when nothing arrived; SIGTERM stops it between rounds."
     )
@@ -29,11 +27,9 @@ class Command(BaseCommand):
             "--block-size",
             type=int,
             default=5000,
-            help="Events per transaction (and per chain checkpoint; default 5,000).",
+            help="Events per transaction (default 5,000).",
         )
-        parser.add_argument(
-            "--follow", action="store_true", help="Keep sealing until stopped (needs AUDITLOG_TRAIL_KEY)."
-        )
+        parser.add_argument("--follow", action="store_true", help="Keep sealing until stopped.")
         parser.add_argument("--rounds", type=int, default=0, help=argparse.SUPPRESS)  # tests: stop after N
 
     # Sealing reads and writes blocks of 5,000 events: minutes at most, never waiting long on a lock.
@@ -46,16 +42,13 @@ class Command(BaseCommand):
             signer = trail_signer()
         except TrailError as exc:
             raise CommandError(str(exc)) from None
+        if signer is None:
+            raise CommandError(
+                "AUDITLOG_TRAIL_KEY is not set: sealing signs checkpoints with it (auditlog_keygen)."
+            )
         if follow:
-            if signer is None:
-                raise CommandError(
-                    "--follow seals into the trail's tree: set AUDITLOG_TRAIL_KEY (auditlog_keygen)."
-                )
             return self._follow(block_size, rounds)
-        if settings.AUDITLOG_SEAL_KEY or signer is None:
-            self._chain(block_size)
-        if signer is not None:
-            self._tree(block_size, checkpoint_after=0)
+        self._tree(block_size, checkpoint_after=0)
 
     def _progress(self):
         tty = self.stdout.isatty()
@@ -66,18 +59,6 @@ class Command(BaseCommand):
                 self.stdout.flush()
 
         return progress
-
-    def _chain(self, block_size):
-        started = time.monotonic()
-        try:
-            result = events_seal(block_size=block_size, progress=self._progress())
-        except SealError as exc:
-            raise CommandError(str(exc)) from None
-        elapsed = time.monotonic() - started
-        self.stdout.write(
-            f"\rSealed {result.sealed:,} events in {result.blocks} blocks in {elapsed:.1f} s; "
-            f"the chain now ends at event {result.head_id}."
-        )
 
     def _tree(self, block_size, checkpoint_after):
         started = time.monotonic()
@@ -108,10 +89,12 @@ class Command(BaseCommand):
         while not stop.is_set():
             try:
                 self._tree(block_size, checkpoint_after=settings.AUDITLOG_CHECKPOINT_INTERVAL_SECONDS)
-            except (CommandError, DatabaseError) as exc:  # a database restart: try again next round
+            # A database restart, or an event that cannot be sealed: say so and try again next
+            # round (auditlog_verify reports events left unsealed); the worker never dies of it.
+            except Exception as exc:  # noqa: BLE001
                 interval = settings.AUDITLOG_SEAL_INTERVAL_SECONDS
                 self.stderr.write(f"auditlog_seal --follow: {exc}; retrying in {interval:g} s")
-            close_old_connections()
+            close_old_connections_between_units()
             done += 1
             if rounds and done >= rounds:
                 break

@@ -155,17 +155,23 @@ def test_proofs_over_the_api_verify(signer, reader):
     )
 
 
-def test_an_independent_implementation_verifies_the_checkpoints_and_proofs(signer, reader, client, tmp_path):
+@pytest.mark.parametrize("purge", [False, True], ids=["whole", "across-a-purge"])
+def test_an_independent_implementation_verifies_the_checkpoints_and_proofs(
+    signer, reader, client, tmp_path, purge
+):
     binary = tlogcheck.require()
     demo(300, 2)
     old = seal(block_size=70).checkpoint
     demo(700, 3)
+    if purge:  # the oldest events go between the two checkpoints; their leaves stay
+        call_command("auditlog_purge", "--older-than", "30", stdout=io.StringIO())
+        assert ActionLog.objects.count() < 1000
     new = seal(block_size=333).checkpoint
     vkey = client.get("/api/v1/trail/verifier-keys").content.decode().splitlines()[0]
     (tmp_path / "old.note").write_text(old.note)
     (tmp_path / "new.note").write_text(new.note)
-    for position in (0, 255, 256, 299, 300, 999):
-        event = ActionLog.objects.order_by("id")[position]
+    remaining = list(ActionLog.objects.order_by("id"))
+    for event in {remaining[0], remaining[len(remaining) // 2], remaining[-1], *remaining[250:260]}:
         (tmp_path / "proof.json").write_text(
             reader.get(f"/api/v1/events/{event.uuid}/proof").content.decode()
         )
@@ -180,7 +186,7 @@ def test_an_independent_implementation_verifies_the_checkpoints_and_proofs(signe
         )
         assert result.returncode == 0, result.stderr
     (tmp_path / "consistency.json").write_text(
-        reader.get("/api/v1/trail/consistency", first=300, second=1000).content.decode()
+        reader.get("/api/v1/trail/consistency", first=300, second=new.tree_size).content.decode()
     )
     checked = tlogcheck.run(
         "consistency",
@@ -228,12 +234,18 @@ def test_api_errors(signer, reader, client):
     event = ActionLog.objects.order_by("id").first()
     assert reader.get(f"/api/v1/events/{event.uuid}/proof").status_code == 404  # not sealed yet
     seal()
-    assert reader.get(f"/api/v1/events/{event.uuid}/proof", tree_size=11).status_code == 400
+    beyond = reader.get(f"/api/v1/events/{event.uuid}/proof", tree_size=11)
+    assert beyond.status_code == 404
+    assert (
+        beyond.json()["error"]["message"]
+        == "No such proof: the event is leaf 0: it is in trees of 1 to 10 leaves."
+    )
     assert reader.get(f"/api/v1/events/{event.uuid}/proof", tree_size="x").status_code == 400
     assert reader.get("/api/v1/trail/consistency", first=5).status_code == 400
     assert reader.get("/api/v1/trail/consistency", first="²", second=10).status_code == 400
     assert reader.get("/api/v1/trail/consistency", first="\u0661", second=10).status_code == 400
-    assert reader.get("/api/v1/trail/consistency", first=5, second=11).status_code == 400
+    assert reader.get("/api/v1/trail/consistency", first=5, second=11).status_code == 404
+    assert reader.get("/api/v1/trail/consistency", first=6, second=5).status_code == 404
     assert reader.get("/api/v1/trail/consistency", first=5, second=10).status_code == 200
     assert client.get("/api/v1/trail/checkpoint").status_code == 401
     keys = client.get("/api/v1/trail/verifier-keys")

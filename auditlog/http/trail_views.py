@@ -35,8 +35,10 @@ def _size(request, name: str, *, required: bool) -> int | None:
     return int(text)
 
 
-def _invalid_tree(exc: TrailError, name: str) -> errors.ApiError:
-    return errors.ApiError(errors.VALIDATION_ERROR, "Invalid query.", {name: [str(exc)]})
+def _no_such_tree(exc: TrailError) -> errors.ApiError:
+    """A size the tree does not have (yet), or an event not in that tree: 404, with the reason
+    (the query itself is well-formed)."""
+    return errors.ApiError(errors.NOT_FOUND, f"No such proof: {exc}.")
 
 
 @requires_scope(Scope.READ)
@@ -53,7 +55,7 @@ def inclusion_view(request, api_key, event_id):
     try:
         proof = event_inclusion_proof(event_id, tree_size)
     except TrailError as exc:
-        raise _invalid_tree(exc, "tree_size") from None
+        raise _no_such_tree(exc) from None
     if proof is None:
         raise errors.ApiError(errors.NOT_FOUND, MSG_NOT_SEALED)
     return JsonResponse(
@@ -72,7 +74,7 @@ def consistency_view(request, api_key):
     try:
         hashes = tree_consistency_proof(first, second)
     except TrailError as exc:
-        raise _invalid_tree(exc, "second") from None
+        raise _no_such_tree(exc) from None
     return JsonResponse({"first": first, "second": second, "hashes": _b64(hashes)})
 
 

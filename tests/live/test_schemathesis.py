@@ -6,6 +6,7 @@ Bounded: AUDITLOG_FUZZ_EXAMPLES cases per operation and phase (default 500), a n
 run unless AUDITLOG_FUZZ_SEED is set (the seed is in the log to replay a failure).
 """
 
+import io
 import os
 import random
 import subprocess
@@ -13,8 +14,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 
+from auditlog.models import ActionLog
+from auditlog.trail.note import Signer
+from auditlog.trail.tree import tree_append
+from tests.conftest import as_owner
 from tests.live.conftest import LOG_DIR, ROOT
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -23,8 +29,17 @@ CONFIG = ROOT / "tests" / "schemathesis" / "schemathesis.toml"
 TIME_LIMIT = 600  # seconds: a hung run fails instead of holding CI
 
 
-def test_schemathesis_finds_nothing(gunicorn_factory, writer_key):
-    server = gunicorn_factory()
+def test_schemathesis_finds_nothing(gunicorn_factory, writer_key, settings):
+    # A sealed trail, so that the checkpoint and proof operations have something to answer with.
+    signer = Signer.generate("fuzz.example/log")
+    settings.AUDITLOG_TRAIL_KEY = signer.text()
+    call_command("auditlog_demo", "--count", "300", "--seed", "1", stdout=io.StringIO())
+    with as_owner():
+        tree_append(
+            upto_id=ActionLog.objects.order_by("-id").values_list("id", flat=True).first(), block_size=300
+        )
+    sealed = ActionLog.objects.order_by("id").values_list("uuid", flat=True)[150]
+    server = gunicorn_factory(AUDITLOG_TRAIL_VERIFIER_KEYS=signer.verifier().text())
     seed = os.environ.get("AUDITLOG_FUZZ_SEED") or str(random.randrange(2**31))
     examples = os.environ.get("AUDITLOG_FUZZ_EXAMPLES", "500")
     reports = LOG_DIR / f"schemathesis-{connection.vendor}"
@@ -44,7 +59,12 @@ def test_schemathesis_finds_nothing(gunicorn_factory, writer_key):
         "--report-dir",
         str(reports),
     ]
-    env = {**os.environ, "AUDITLOG_FUZZ_TOKEN": writer_key[1], "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "AUDITLOG_FUZZ_TOKEN": writer_key[1],
+        "AUDITLOG_FUZZ_SEALED_EVENT": str(sealed),
+        "PYTHONPATH": str(ROOT),
+    }
 
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIME_LIMIT)
 

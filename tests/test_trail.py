@@ -287,3 +287,25 @@ def test_an_export_bundle_verifies_offline_after_a_purge(signer, tmp_path, setti
         text=True,
     )
     assert refused.returncode == 1
+
+
+def test_the_admin_exports_a_bundle_the_offline_verifier_accepts(signer, admin_client, tmp_path):
+    url = "/admin/auditlog/actionlog/export/bundle/"
+    assert admin_client.get(url).status_code == 302  # no checkpoint yet: a message, not a file
+    assert 'id="export-bundle"' not in admin_client.get("/admin/auditlog/actionlog/").content.decode()
+    demo(400, 7)
+    seal(block_size=150)
+    assert 'id="export-bundle"' in admin_client.get("/admin/auditlog/actionlog/").content.decode()
+
+    response = admin_client.get(url)
+
+    assert response.status_code == 200
+    assert response["Content-Disposition"].startswith('attachment; filename="audit-trail-bundle-')
+    bundle = tmp_path / "bundle.jsonl"
+    bundle.write_bytes(b"".join(response.streaming_content))
+    assert len(bundle.read_text().splitlines()) == 1 + tree_size_now()  # the header, then every leaf
+    offline = [sys.executable, "-m", "auditlog.trail.offline", "bundle", "--vkey", signer.verifier().text()]
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT)}
+    checked = subprocess.run([*offline, str(bundle)], env=env, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    assert ActionLog.objects.filter(action="auditlog.events.export", metadata__format="bundle").exists()

@@ -1,3 +1,4 @@
+import itertools
 import json
 
 from django.contrib import admin, messages
@@ -12,9 +13,11 @@ from django.utils.http import urlencode
 from auditlog.admin.filters import ActionFilter, ActorTypeFilter, OccurredRangeFilter, TargetTypeFilter
 from auditlog.admin.pagination import BoundedCountPaginator
 from auditlog.ingest.services import event_record_internal
-from auditlog.models import ActionLog
+from auditlog.models import ActionLog, Checkpoint
 from auditlog.reading.export import CONTENT_TYPES, FORMATS, events_export_lines
 from auditlog.reading.selectors import TARGET_PREFIX, event_search, events_iterate
+from auditlog.trail.bundle import bundle_lines
+from auditlog.trail.tree import TrailError
 
 SEARCH_HELP = 'Exact match: an actor id (42), "target:7" or "target:invoice:7", or an event id (UUID).'
 
@@ -107,6 +110,11 @@ class ActionLogAdmin(admin.ModelAdmin):
         url = reverse("admin:auditlog_actionlog_changelist") + "?" + urlencode({"q": term})
         return format_html('<a href="{}">{}</a>', url, label)
 
+    def changelist_view(self, request, extra_context=None):
+        # The bundle link only once a checkpoint exists (one indexed row to look for).
+        extra_context = {**(extra_context or {}), "trail_signed": Checkpoint.objects.exists()}
+        return super().changelist_view(request, extra_context)
+
     def change_view(self, request, object_id, form_url="", extra_context=None):
         response = super().change_view(request, object_id, form_url, extra_context)
         if response.status_code == 200:
@@ -127,9 +135,12 @@ class ActionLogAdmin(admin.ModelAdmin):
         ]
 
     def export_view(self, request, export_format):
-        """Stream the changelist's current filtered list, all of it, in constant memory."""
+        """Stream the changelist's current filtered list, all of it, in constant memory; or, as
+        "bundle", every event the trail holds with its signed checkpoint (no filters)."""
         if not self.has_view_permission(request):
             raise PermissionDenied
+        if export_format == "bundle":
+            return self._bundle(request)
         if export_format not in FORMATS:
             raise PermissionDenied
         try:
@@ -148,5 +159,25 @@ class ActionLogAdmin(admin.ModelAdmin):
             events_export_lines(events, export_format), content_type=CONTENT_TYPES[export_format]
         )
         filename = f"audit-events-{timezone.now():%Y%m%dT%H%M%SZ}.{export_format}"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+    def _bundle(self, request):
+        """The offline verifier's input (auditlog.trail.bundle): the first line is read before
+        the response starts, so a trail with no checkpoint yet is a message, not a broken file."""
+        lines = bundle_lines()
+        try:
+            first = next(lines)
+        except TrailError as exc:
+            self.message_user(request, f"Cannot export a bundle: {exc}", messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:auditlog_actionlog_changelist"))
+        event_record_internal(
+            action="auditlog.events.export",
+            request=request,
+            actor_id=request.user.get_username(),
+            metadata={"format": "bundle", "filters": {}},
+        )
+        response = StreamingHttpResponse(itertools.chain([first], lines), content_type=CONTENT_TYPES["jsonl"])
+        filename = f"audit-trail-bundle-{timezone.now():%Y%m%dT%H%M%SZ}.jsonl"
         response["Content-Disposition"] = f'attachment; filename="{filename}"'
         return response

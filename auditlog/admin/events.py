@@ -146,21 +146,10 @@ class ActionLogAdmin(admin.ModelAdmin):
         try:
             queryset = self.get_changelist_instance(request).get_queryset(request)
         except IncorrectLookupParameters as exc:
-            self.message_user(request, f"Cannot export: {exc}", messages.ERROR)
-            return HttpResponseRedirect(reverse("admin:auditlog_actionlog_changelist"))
-        event_record_internal(
-            action="auditlog.events.export",
-            request=request,
-            actor_id=request.user.get_username(),
-            metadata={"format": export_format, "filters": dict(request.GET.items())},
-        )
-        events = events_iterate(queryset.select_related("source"))
-        response = StreamingHttpResponse(
-            events_export_lines(events, export_format), content_type=CONTENT_TYPES[export_format]
-        )
-        filename = f"audit-events-{timezone.now():%Y%m%dT%H%M%SZ}.{export_format}"
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        return response
+            return self._cannot(request, f"Cannot export: {exc}")
+        filters = dict(request.GET.items())
+        lines = events_export_lines(events_iterate(queryset.select_related("source")), export_format)
+        return self._download(request, export_format, filters, lines, f"audit-events-{{}}.{export_format}")
 
     def _bundle(self, request):
         """The offline verifier's input (auditlog.trail.bundle): the first line is read before
@@ -169,15 +158,25 @@ class ActionLogAdmin(admin.ModelAdmin):
         try:
             first = next(lines)
         except TrailError as exc:
-            self.message_user(request, f"Cannot export a bundle: {exc}", messages.ERROR)
-            return HttpResponseRedirect(reverse("admin:auditlog_actionlog_changelist"))
+            return self._cannot(request, f"Cannot export a bundle: {exc}")
+        return self._download(
+            request, "bundle", {}, itertools.chain([first], lines), "audit-trail-bundle-{}.jsonl"
+        )
+
+    def _cannot(self, request, message):
+        self.message_user(request, message, messages.ERROR)
+        return HttpResponseRedirect(reverse("admin:auditlog_actionlog_changelist"))
+
+    def _download(self, request, export_format, filters, lines, filename):
+        """Record the export as an event, then stream it as an attachment named with the time."""
         event_record_internal(
             action="auditlog.events.export",
             request=request,
             actor_id=request.user.get_username(),
-            metadata={"format": "bundle", "filters": {}},
+            metadata={"format": export_format, "filters": filters},
         )
-        response = StreamingHttpResponse(itertools.chain([first], lines), content_type=CONTENT_TYPES["jsonl"])
-        filename = f"audit-trail-bundle-{timezone.now():%Y%m%dT%H%M%SZ}.jsonl"
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        content_type = CONTENT_TYPES["jsonl" if export_format == "bundle" else export_format]
+        response = StreamingHttpResponse(lines, content_type=content_type)
+        name = filename.format(f"{timezone.now():%Y%m%dT%H%M%SZ}")
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response

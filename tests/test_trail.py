@@ -275,7 +275,19 @@ def test_an_export_bundle_verifies_offline_after_a_purge(signer, tmp_path, setti
 
     assert checked.returncode == 0, checked.stderr
     assert "reproduce the signed root of 1500 leaves" in checked.stdout
+    assert "signed retention record(s) say a purge removed them" in checked.stdout
     lines = bundle.read_text().splitlines()
+    header = json.loads(lines[0])
+    header["retention"] = header["retention"][:-1]  # the last purge's record left out: the gap shows
+    unrecorded = tmp_path / "unrecorded.jsonl"
+    unrecorded.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    refused = subprocess.run(
+        [*offline, "bundle", "--vkey", signer.verifier().text(), str(unrecorded)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 1 and "were removed without a record" in refused.stderr
     assert json.loads(lines[0])["prefix"]["size"] == 1500 - (len(lines) - 1) > 0
     tampered = lines[:]
     tampered[3] = json.dumps({**json.loads(lines[3]), "actor_id": "mallory"}, ensure_ascii=False)

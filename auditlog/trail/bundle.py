@@ -2,10 +2,11 @@
 (docs/trail-format.md), for the offline verifier (auditlog.trail.offline bundle).
 
 JSON Lines, UTF-8. Line 1: {"format": "auditlog-bundle/v1", "checkpoint": <signed note>,
-"prefix": {"size": A, "hashes": [base64, ...]}}, where the prefix is the compact range of the
-leaves [0, A) whose events a purge removed (the hashes of the perfect subtrees it splits into,
-largest first). Then one line per leaf A..N-1 of the checkpoint's tree: the leaf's JSON object
-(LEAF_V1), whose RFC 8785 bytes are the leaf.
+"prefix": {"size": A, "hashes": [base64, ...]}, "retention": [<signed note>, ...]}, where the
+prefix is the compact range of the leaves [0, A) whose events a purge removed (the hashes of
+the perfect subtrees it splits into, largest first), and "retention" the signed records of
+those purges, which together name leaves 0 to A - 1. Then one line per leaf A..N-1 of the
+checkpoint's tree: the leaf's JSON object (LEAF_V1), whose RFC 8785 bytes are the leaf.
 """
 
 import base64
@@ -34,6 +35,12 @@ def bundle_lines(checkpoint: Checkpoint | None = None) -> Iterator[str]:
         "format": FORMAT,
         "checkpoint": checkpoint.note,
         "prefix": {"size": start, "hashes": [base64.b64encode(value).decode() for value in prefix]},
+        # the signed records of the purges that emptied the prefix: a purge, not a deletion
+        "retention": list(
+            RetentionRecord.objects.filter(last_leaf__lt=start)
+            .order_by("last_leaf")
+            .values_list("note", flat=True)
+        ),
     }
     yield _line(header) + "\n"
     index = start

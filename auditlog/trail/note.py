@@ -192,3 +192,13 @@ class Checkpoint:
         if not _decimal(size) or (size != "0" and size.startswith("0")) or len(root_bytes) != 32:
             raise NoteError("a checkpoint has a decimal tree size and a 32-byte root hash")
         return cls(origin, int(size), root_bytes, tuple(extensions))
+
+
+def retention_leaves(text: str) -> tuple[int, int]:
+    """The leaf range a retention record's signed text names (its line "leaves FIRST-LAST"):
+    the leaves whose events a purge removed by policy (auditlog.trail.retention)."""
+    for line in text.split("\n"):
+        first, dash, last = line.removeprefix("leaves ").partition("-")
+        if line.startswith("leaves ") and dash and _decimal(first) and _decimal(last):
+            return int(first), int(last)
+    raise NoteError("a retention record names its leaves (leaves FIRST-LAST)")

@@ -46,7 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from auditlog.trail import jcs, merkle
-from auditlog.trail.note import Checkpoint, NoteError, Verifier, note_open
+from auditlog.trail.note import Checkpoint, NoteError, Verifier, note_open, retention_leaves
 
 PROG = "auditlog-verify-offline"
 BUNDLE_FORMAT = "auditlog-bundle/v1"
@@ -492,6 +492,34 @@ def bundle_lines(path: str) -> Iterator[tuple[int, bytes]]:
         raise UsageError(f"cannot read the bundle {path}: {exc.strerror or exc}") from None
 
 
+def _retention_check(records, start: int, verifiers) -> int | None:
+    """The bundle's retention records must be signed and name leaves 0 to start - 1, in order:
+    the events of the prefix went by policy, not by someone deleting them."""
+    if records is None:  # a bundle without the member (hand-made, or filtered): said in the output
+        return None
+    if not isinstance(records, list) or not all(isinstance(record, str) for record in records):
+        raise VerificationFailed('line 1: "retention" is not a list of signed notes')
+    covered = 0
+    for number, record in enumerate(records, start=1):
+        try:
+            first, last = retention_leaves(note_open(record, verifiers))
+        except NoteError as exc:
+            raise VerificationFailed(f"line 1: retention record {number} does not verify: {exc}") from None
+        if first != covered:
+            raise VerificationFailed(
+                f"line 1: retention record {number} names leaves {first}-{last}, where leaf {covered} was due"
+            )
+        covered = last + 1
+    if covered != start:
+        raise VerificationFailed(
+            f"line 1: the prefix has {start} leaves, but signed retention records cover {covered}: the events"
+            f" of leaves {covered} to {start - 1} were removed without a record"
+            if covered < start
+            else f"line 1: retention records cover {covered} leaves, the prefix only {start}"
+        )
+    return len(records)
+
+
 def cmd_bundle(args) -> list[str]:
     verifiers = load_verifiers(args.vkey)
     lines = bundle_lines(args.bundle)
@@ -515,6 +543,7 @@ def cmd_bundle(args) -> list[str]:
             f"line 1: a prefix of {start} leaves has {start.bit_count()} hashes (one per set bit of the"
             f" size), not {len(prefix_hashes)}"
         )
+    purges = _retention_check(header.get("retention"), start, verifiers)
     compact = list(prefix_hashes)
     size = start
     first_id = last_id = None
@@ -560,7 +589,12 @@ def cmd_bundle(args) -> list[str]:
         f"bundle: OK, {events} events reproduce the signed root of {size} leaves",
         *describe(checkpoint),
         f"events: leaves {start} to {size - 1}" + (f", {first_id} to {last_id}" if events else " (none)"),
-        f"prefix: leaves 0 to {start - 1} are attested by {len(prefix_hashes)} hashes, not by events"
+        f"prefix: leaves 0 to {start - 1} are attested by {len(prefix_hashes)} hashes, not by events; "
+        + (
+            f"{purges} signed retention record(s) say a purge removed them"
+            if purges is not None
+            else "the bundle carries no retention records saying why"
+        )
         if start
         else "prefix: none, every leaf is in the bundle",
         state_advance(args, signed),

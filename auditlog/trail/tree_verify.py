@@ -26,7 +26,7 @@ from auditlog.events.formats import LEAF_V1
 from auditlog.models import ActionLog, Checkpoint, RetentionRecord, TrailLeaf, TrailNode
 from auditlog.trail import merkle
 from auditlog.trail.note import Checkpoint as CheckpointBody
-from auditlog.trail.note import NoteError, note_open
+from auditlog.trail.note import NoteError, note_open, retention_leaves
 from auditlog.trail.tree import LEAF_COLUMNS, TILE_HEIGHT, TrailError, trail_verifiers
 
 CHUNK = 10_000
@@ -112,16 +112,6 @@ def _checkpoints(verifiers, result: TreeVerifyResult) -> list[tuple[int, bytes, 
                 "checkpoints were removed"
             )
     return checked
-
-
-def retention_leaves(text: str) -> tuple[int, int]:
-    """The leaf range a retention record's signed text names ("leaves FIRST-LAST")."""
-    for line in text.split("\n"):
-        first, dash, last = line.removeprefix("leaves ").partition("-")
-        digits = first + last
-        if line.startswith("leaves ") and dash and first and last and digits.isascii() and digits.isdigit():
-            return int(first), int(last)
-    raise NoteError("a retention record names its leaves (leaves FIRST-LAST)")
 
 
 def tree_verify(*, progress: Callable[[int], None] | None = None) -> TreeVerifyResult:

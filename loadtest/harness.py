@@ -33,11 +33,11 @@ def env_for(database_url: str, **extra: str) -> dict:
     }
 
 
-def manage(database_url: str, *args: str) -> str:
+def manage(database_url: str, *args: str, **env: str) -> str:
     result = subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
-        env=env_for(database_url),
+        env=env_for(database_url, **env),
         capture_output=True,
         text=True,
     )

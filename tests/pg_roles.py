@@ -14,7 +14,7 @@ import sys
 from urllib.parse import urlsplit, urlunsplit
 
 import environ
-import psycopg
+from pg_available import server_connect  # beside this script, which runs as one
 from psycopg import sql
 
 OWNER = "auditlog_test_owner"
@@ -27,15 +27,7 @@ PASSWORD = "auditlog-test"
 def main(url: str) -> int:
     config = environ.Env.db_url_config(url)
     test_database = f"test_{config['NAME']}"
-    with psycopg.connect(
-        host=config["HOST"] or None,
-        port=config["PORT"] or None,
-        user=config["USER"] or None,
-        password=config["PASSWORD"] or None,
-        dbname="postgres",
-        connect_timeout=3,
-        autocommit=True,
-    ) as admin:
+    with server_connect(url, autocommit=True) as admin:
         for role, attributes in ((OWNER, "LOGIN CREATEDB"), (RUNTIME, "LOGIN")):
             if admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone() is None:
                 admin.execute(sql.SQL(f"CREATE ROLE {{}} {attributes}").format(sql.Identifier(role)))

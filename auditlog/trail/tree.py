@@ -265,17 +265,17 @@ def event_inclusion_proof(event_uuid, tree_size: int | None) -> InclusionProof |
     if tree_size is None:
         latest = checkpoint_latest()
         tree_size = latest.tree_size if latest else 0
-    if not leaf < tree_size <= tree_size_now():
-        raise TrailError(
-            f"the event is leaf {leaf}: it is in trees of {leaf + 1} to {tree_size_now()} leaves"
-        )
+    size_now = tree_size_now()
+    if not leaf < tree_size <= size_now:
+        raise TrailError(f"the event is leaf {leaf}: it is in trees of {leaf + 1} to {size_now} leaves")
     hashes = merkle.inclusion_proof(StoredTree().read, leaf, tree_size)
     return InclusionProof(leaf, tree_size, LEAF_V1.leaf(leaf, row[1:]), hashes)
 
 
 def tree_consistency_proof(first: int, second: int) -> list[bytes]:
-    if not 0 < first <= second <= tree_size_now():
+    size_now = tree_size_now()
+    if not 0 < first <= second <= size_now:
         raise TrailError(
-            f"no consistency proof from {first} to {second} leaves: 0 < first <= second <= {tree_size_now()}"
+            f"no consistency proof from {first} to {second} leaves: 0 < first <= second <= {size_now}"
         )
     return merkle.consistency_proof(StoredTree().read, first, second)

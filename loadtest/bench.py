@@ -10,7 +10,8 @@ Scenarios, each with the same gunicorn settings (2 workers x 4 threads, producti
   (e) the raw insert limit: the rows of (d), built beforehand, bulk-inserted with no framework
       (SQLite executemany, PostgreSQL COPY), 1,000 rows per transaction, one client
   (f) auditlog_seal over everything (b) and (d) stored: events/s into the trail's Merkle tree,
-      in the same run as (d), one process
+      in the same run as (d), with its default --workers (the CPUs it may use, as the batch
+      scenario's gunicorn uses them)
 Server CPU per request comes from /proc: the gunicorn processes, plus every PostgreSQL process
 for PostgreSQL. It is the figure to trust on a shared machine; ratios come from one run.
 Writes loadtest/out/bench.json and bench.md.
@@ -239,7 +240,7 @@ def scenario_database(name: str, database_url: str, args, results: dict) -> None
 
 def seal_rate(database_url: str) -> dict:
     """auditlog_seal over everything the scenarios stored (the server stopped): events/s into the
-    trail's tree, a checkpoint signed, one process (docs/trail-format.md)."""
+    trail's tree, a checkpoint signed, its default --workers (docs/trail-format.md)."""
     skey = django_shell(
         database_url,
         "import json; from auditlog.trail.note import Signer; "

@@ -147,6 +147,20 @@ def maintenance_role(db):
         yield
 
 
+@pytest.fixture
+def owner_connections(transactional_db):
+    """Every connection the test opens is the owner's, this process's and forked ones': for the
+    maintenance role's work that closes and reopens connections (sealing in several processes)."""
+    global _runtime_role
+    saved, _runtime_role = _runtime_role, None
+    connection.close()
+    try:
+        yield
+    finally:
+        connection.close()
+        _runtime_role = saved
+
+
 _teardown = TransactionTestCase._fixture_teardown
 
 

@@ -394,7 +394,7 @@ def test_leaf_v1_written_directly_is_the_jcs_of_its_object():
     from django.core.management import call_command
 
     from auditlog.trail import jcs
-    from auditlog.trail.tree import LEAF_COLUMNS
+    from auditlog.trail.leaf_rows import LEAF_COLUMNS
 
     call_command("auditlog_demo", "--count", "500", "--seed", "3", stdout=io.StringIO())
     rows = list(ActionLog.objects.order_by("id").values_list(*LEAF_COLUMNS))

@@ -20,10 +20,11 @@ from auditlog.events.formats import LEAF_V1
 from auditlog.keys.services import api_key_create
 from auditlog.models import ActionLog, Scope, TrailLeaf
 from auditlog.trail import jcs, merkle
+from auditlog.trail.leaf_rows import LEAF_COLUMNS
 from auditlog.trail.note import Checkpoint as CheckpointBody
 from auditlog.trail.note import Signer
 from auditlog.trail.offline import BUNDLE_FORMAT
-from auditlog.trail.tree import LEAF_COLUMNS, StoredTree, tree_append
+from auditlog.trail.tree import StoredTree, tree_append
 from tests.conftest import ApiClient
 
 ORIGIN = "audit.example/log"

@@ -19,10 +19,10 @@ from auditlog.events.formats import LEAF_V1
 from auditlog.keys.services import api_key_create
 from auditlog.models import ActionLog, Scope, TrailLeaf, TrailNode
 from auditlog.trail import merkle
+from auditlog.trail.leaf_rows import LEAF_COLUMNS
 from auditlog.trail.note import Checkpoint as CheckpointBody
 from auditlog.trail.note import Signer, note_open
 from auditlog.trail.tree import (
-    LEAF_COLUMNS,
     StoredTree,
     _nodes_completed,
     checkpoint_sign,

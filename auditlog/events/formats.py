@@ -34,6 +34,10 @@ from uuid import UUID
 
 from auditlog.trail import jcs
 
+# Compact and sorted: RFC 8785's text for JSON holding no float and no name or string at U+E000
+# or above (auditlog.trail.jcs), in one call into C.
+_ENCODE_SORTED = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode
+
 # Metadata as canonical JSON: sorted keys, compact, non-ASCII as is. Hashed by PAYLOAD_HASH_V1,
 # and the text SQLite stores. allow_nan=False: a number JSON can carry but no database can
 # store (1e400 parses as inf) raises ValueError instead. Encoders are built once: json.dumps
@@ -122,9 +126,9 @@ class LeafFormat:
         return obj
 
     def leaf(self, leaf_index: int, values: Sequence) -> bytes:
-        """jcs.canonical(self.obj(...)), written directly (sealing and verifying run it for every
-        event): each member's text in the canonical order worked out once, each value as RFC 8785
-        writes it. tests/test_formats.py holds the two to the same bytes."""
+        """jcs.canonical(self.obj(...)), written directly (the API's proofs, exports): each
+        member's text in the canonical order worked out once, each value as RFC 8785 writes
+        it. tests/test_formats.py holds the two to the same bytes."""
         parts = list(self._template)
         parts[self._positions[0]] = str(leaf_index)
         for position, value in zip(self._positions[1:], values, strict=True):
@@ -139,6 +143,24 @@ class LeafFormat:
             else:
                 parts[position] = jcs.text(value)
         return jcs.utf8("".join(parts))
+
+    def leaf_of_json_values(self, leaf_index: int, values: Sequence) -> bytes:
+        """The leaf of fields already as JSON values (datetimes and UUIDs as their texts) holding
+        no number but integers of at most 15 digits (sealing and verifying, every event:
+        auditlog.trail.leaf_rows). Python's C encoder writes the whole object; where that is
+        not provably RFC 8785's text (a name or string at U+E000 or above, whose order in
+        UTF-16 code units may differ), jcs.canonical does."""
+        obj = dict(zip(self._names, values, strict=True))
+        obj["v"] = self.version
+        obj["leaf_index"] = leaf_index
+        text = _ENCODE_SORTED(obj)
+        if text.isascii() or max(text) < "\ue000":
+            return jcs.utf8(text)
+        return jcs.canonical(obj)
+
+    @cached_property
+    def _names(self) -> tuple[str, ...]:
+        return tuple(self.names.get(field, field) for field in self.fields)
 
     @cached_property
     def _layout(self) -> tuple[list[str], tuple[int, ...]]:

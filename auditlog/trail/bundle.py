@@ -16,7 +16,8 @@ from collections.abc import Iterator
 from auditlog.events.formats import LEAF_V1
 from auditlog.models import ActionLog, Checkpoint, RetentionRecord, TrailLeaf
 from auditlog.trail import merkle
-from auditlog.trail.tree import LEAF_COLUMNS, StoredTree, TrailError, checkpoint_latest
+from auditlog.trail.leaf_rows import LEAF_COLUMNS
+from auditlog.trail.tree import StoredTree, TrailError, checkpoint_latest
 
 FORMAT = "auditlog-bundle/v1"
 CHUNK = 2000

@@ -9,27 +9,29 @@ signed with the trail key (AUDITLOG_TRAIL_KEY) in a C2SP signed note (auditlog.t
 docs/trail-format.md describes all of it for an outside verifier.
 """
 
+import itertools
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 
 from auditlog.db.connections import close_old_connections_between_units
 from auditlog.db.writer_queue import sqlite_writer_queue
 from auditlog.events.formats import LEAF_V1
 from auditlog.models import ActionLog, Checkpoint, TrailLeaf, TrailNode
-from auditlog.trail import merkle
+from auditlog.trail import leaf_rows, merkle
+from auditlog.trail.leaf_rows import LEAF_COLUMNS, events_leaf_values
 from auditlog.trail.note import Checkpoint as CheckpointBody
 from auditlog.trail.note import NoteError, Signer, Verifier
 
 TILE_HEIGHT = 8  # a TrailNode every 8 levels
-LEAF_INSERT = f"INSERT INTO {TrailLeaf._meta.db_table} (leaf_index, event_id, leaf_hash) VALUES (%s, %s, %s)"
-# The leaf's fields as a query reads them: the source as its key's prefix.
-LEAF_COLUMNS = tuple("source__prefix" if field == "source_id" else field for field in LEAF_V1.fields)
+LEAF_TABLE = f"{TrailLeaf._meta.db_table} (leaf_index, event_id, leaf_hash)"
 
 
 class TrailError(Exception):
@@ -128,15 +130,6 @@ class TreeResult:
     checkpoint: Checkpoint | None = None
 
 
-def events_leaf_rows(after_id: int, upto_id: int, limit: int) -> list[tuple]:
-    """(id, *LEAF_V1 values) of the events after `after_id`, in id order."""
-    return list(
-        ActionLog.objects.filter(id__gt=after_id, id__lte=upto_id)
-        .order_by("id")
-        .values_list("id", *LEAF_COLUMNS)[:limit]
-    )
-
-
 def _nodes_completed(size_before: int, size_after: int, tree: StoredTree) -> list[TrailNode]:
     """The TrailNodes that growing the tree from size_before to size_after leaves completes."""
     nodes = []
@@ -162,38 +155,144 @@ def seal_cutoff_id(now: datetime) -> int | None:
     )
 
 
+def _event_ids(after_id: int, upto_id: int, limit: int) -> list[int]:
+    return list(
+        ActionLog.objects.filter(id__gt=after_id, id__lte=upto_id)
+        .order_by("id")
+        .values_list("id", flat=True)[:limit]
+    )
+
+
+def leaf_hashes(first_index: int, after_id: int, upto_id: int) -> list[tuple[int, bytes]]:
+    """(id, leaf hash) of the events after_id < id <= upto_id, in id order, the first of them
+    at leaf first_index."""
+    rows = events_leaf_values(after_id, upto_id)
+    return [
+        (event_id, merkle.leaf_hash(leaf_rows.leaf(first_index + i, values)))
+        for i, (event_id, values) in enumerate(rows)
+    ]
+
+
+def _leaf_hashes_in_worker(first_index: int, after_id: int, upto_id: int) -> list[tuple[int, bytes]]:
+    try:
+        return leaf_hashes(first_index, after_id, upto_id)
+    finally:
+        connections.close_all()  # its own connection, opened for this part: not left behind
+
+
+class LeafHasher:
+    """Leaf hashes of blocks of events, in this process or, with `workers` > 1 and a block of
+    at least PARALLEL_MIN events, split over that many processes (each reading its part of the
+    block on its own connection): hashing is most of sealing's and verifying's work, and one
+    process uses one core. The processes are forked once, on the first block that needs them,
+    after this process has closed its connections (no connection crosses a fork), and stop
+    when the `with` block ends."""
+
+    PARALLEL_MIN = 10_000
+
+    def __init__(self, workers: int = 1):
+        self.workers = workers
+        self.pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+        return False
+
+    def submit(self, first_index: int, after_id: int, ids: list[int]) -> Callable[[], list[bytes]]:
+        """Start hashing the events `ids` (every event after after_id up to ids[-1]), the first
+        at leaf first_index; the call returned gives their hashes, in order."""
+        parts = self._parts(after_id, ids)
+        if self.pool is None and len(parts) > 1:
+            if connection.in_atomic_block:  # a caller's transaction: other processes cannot see it
+                parts = [(0, after_id, ids[-1], len(ids))]
+            else:
+                connections.close_all()
+                if getattr(connection, "pool", None) is not None:
+                    connection.close_pool()
+                self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"))
+        if len(parts) == 1:
+            done = leaf_hashes(first_index, after_id, ids[-1])
+            return lambda: self._checked(ids, done)
+        futures = [
+            self.pool.submit(_leaf_hashes_in_worker, first_index + start, part_after, part_upto)
+            for start, part_after, part_upto, _ in parts
+        ]
+        return lambda: self._checked(ids, [pair for future in futures for pair in future.result()])
+
+    def _parts(self, after_id: int, ids: list[int]) -> list[tuple[int, int, int, int]]:
+        """(offset, after id, last id, count) of each process's share of the block."""
+        count = self.workers if self.workers > 1 and len(ids) >= self.PARALLEL_MIN else 1
+        bounds = [len(ids) * k // count for k in range(count + 1)]
+        return [
+            (start, ids[start - 1] if start else after_id, ids[end - 1], end - start)
+            for start, end in itertools.pairwise(bounds)
+        ]
+
+    @staticmethod
+    def _checked(ids: list[int], pairs: list[tuple[int, bytes]]) -> list[bytes]:
+        if [event_id for event_id, _ in pairs] != ids:
+            raise TrailError("Events changed while they were being sealed (a purge?); run it again.")
+        return [value for _, value in pairs]
+
+
 def leaves_append(
-    *, upto_id: int | None, block_size: int, progress: Callable[[int], None] | None = None
+    *,
+    upto_id: int | None,
+    block_size: int,
+    progress: Callable[[int], None] | None = None,
+    workers: int = 1,
 ) -> TreeResult:
     """Append every event with an id up to `upto_id` that is not a leaf yet, in id order, one
-    block (one transaction) at a time, with the nodes each block completes. Signs nothing."""
+    block (one transaction) at a time, with the nodes each block completes; the next block is
+    hashed (by `workers` processes: LeafHasher) while this one is written. Signs nothing."""
     last = TrailLeaf.objects.order_by("-leaf_index").values_list("leaf_index", "event_id").first()
     size, last_id = (0, 0) if last is None else (last[0] + 1, last[1])
     result = TreeResult(tree_size=size)
-    while upto_id is not None and (rows := events_leaf_rows(last_id, upto_id, block_size)):
-        tree = StoredTree()
-        leaves = []
-        for i, row in enumerate(rows):
-            value = merkle.leaf_hash(LEAF_V1.leaf(size + i, row[1:]))
-            tree.known[(0, size + i)] = value
-            leaves.append((size + i, row[0], value))
-        try:
-            with sqlite_writer_queue(), transaction.atomic(), connection.cursor() as cursor:
-                # executemany below the ORM: a block of thousands of three-column rows
-                cursor.executemany(LEAF_INSERT, leaves)
-                TrailNode.objects.bulk_create(_nodes_completed(size, size + len(leaves), tree))
-        except IntegrityError:
-            raise TrailError(
-                "Another auditlog_seal sealed these events at the same time; run it again."
-            ) from None
-        size += len(leaves)
-        last_id = rows[-1][0]
-        result.sealed += len(leaves)
-        result.tree_size = size
-        if progress:
-            progress(result.sealed)
-        close_old_connections_between_units()
+    if upto_id is None:
+        return result
+    with LeafHasher(workers) as hasher:
+        ids = _event_ids(last_id, upto_id, block_size)
+        hashes = hasher.submit(size, last_id, ids) if ids else None
+        while ids:
+            next_ids = _event_ids(ids[-1], upto_id, block_size)
+            next_hashes = hasher.submit(size + len(ids), ids[-1], next_ids) if next_ids else None
+            tree = StoredTree()
+            leaves = []
+            for i, (event_id, value) in enumerate(zip(ids, hashes(), strict=True)):
+                tree.known[(0, size + i)] = value
+                leaves.append((size + i, event_id, value))
+            try:
+                with sqlite_writer_queue(), transaction.atomic():
+                    _leaves_insert(leaves)
+                    TrailNode.objects.bulk_create(_nodes_completed(size, size + len(leaves), tree))
+            except IntegrityError:
+                raise TrailError(
+                    "Another auditlog_seal sealed these events at the same time; run it again."
+                ) from None
+            size += len(leaves)
+            result.sealed += len(leaves)
+            result.tree_size = size
+            if progress:
+                progress(result.sealed)
+            close_old_connections_between_units()
+            ids, hashes = next_ids, next_hashes
     return result
+
+
+def _leaves_insert(leaves: list[tuple[int, int, bytes]]) -> None:
+    """Below the ORM, a block of thousands of three-column rows: COPY on PostgreSQL, executemany
+    on SQLite (as the API's batches, auditlog.ingest.storage)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            with connection.wrap_database_errors, cursor.copy(f"COPY {LEAF_TABLE} FROM STDIN") as copy:
+                for leaf in leaves:
+                    copy.write_row(leaf)
+        else:
+            cursor.executemany(f"INSERT INTO {LEAF_TABLE} VALUES (%s, %s, %s)", leaves)
 
 
 def tree_append(
@@ -202,6 +301,7 @@ def tree_append(
     block_size: int,
     progress: Callable[[int], None] | None = None,
     checkpoint_after: float = 0,
+    workers: int = 1,
 ) -> TreeResult:
     """leaves_append, then sign a checkpoint of the new size: when leaves were added, and
     otherwise when the latest checkpoint is `checkpoint_after` seconds old or more (0: always),
@@ -209,7 +309,7 @@ def tree_append(
     signer = trail_signer()
     if signer is None:
         raise TrailError("AUDITLOG_TRAIL_KEY is not set: `manage.py auditlog_keygen` makes one.")
-    result = leaves_append(upto_id=upto_id, block_size=block_size, progress=progress)
+    result = leaves_append(upto_id=upto_id, block_size=block_size, progress=progress, workers=workers)
     latest = checkpoint_latest()
     stale = latest is None or (timezone.now() - latest.created_at).total_seconds() >= checkpoint_after
     if result.sealed or stale or latest.tree_size != result.tree_size:

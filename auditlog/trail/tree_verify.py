@@ -22,12 +22,11 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from auditlog.events.formats import LEAF_V1
 from auditlog.models import ActionLog, Checkpoint, RetentionRecord, TrailLeaf, TrailNode
-from auditlog.trail import merkle
+from auditlog.trail import leaf_rows, merkle
 from auditlog.trail.note import Checkpoint as CheckpointBody
 from auditlog.trail.note import NoteError, note_open, retention_leaves
-from auditlog.trail.tree import LEAF_COLUMNS, TILE_HEIGHT, TrailError, trail_verifiers
+from auditlog.trail.tree import TILE_HEIGHT, TrailError, trail_verifiers
 
 CHUNK = 10_000
 
@@ -148,12 +147,7 @@ def tree_verify(*, progress: Callable[[int], None] | None = None) -> TreeVerifyR
         )
         if not leaves:
             break
-        events = {
-            row[0]: row[1:]
-            for row in ActionLog.objects.filter(id__gt=last_event_id, id__lte=max(row[1] for row in leaves))
-            .order_by("id")
-            .values_list("id", *LEAF_COLUMNS)
-        }
+        events = dict(leaf_rows.events_leaf_values(last_event_id, max(row[1] for row in leaves)))
         leaf_events = {row[1] for row in leaves}
         for event_id in sorted(set(events) - leaf_events):
             result.problems.append(
@@ -174,7 +168,7 @@ def tree_verify(*, progress: Callable[[int], None] | None = None) -> TreeVerifyR
                     result.purged += 1
                 value = stored
             else:
-                value = merkle.leaf_hash(LEAF_V1.leaf(index, values))
+                value = merkle.leaf_hash(leaf_rows.leaf(index, values))
                 if value != stored:
                     result.problems.append(
                         f"leaf {index}: event {values[0]} (id {event_id}) was modified: "

@@ -36,7 +36,10 @@ from auditlog.trail import jcs
 
 # Compact and sorted: RFC 8785's text for JSON holding no float and no name or string at U+E000
 # or above (auditlog.trail.jcs), in one call into C.
-_ENCODE_SORTED = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode
+# (check_circular off: the values come from parsing JSON and cannot hold themselves.)
+_ENCODE_SORTED = json.JSONEncoder(
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), check_circular=False
+).encode
 
 # Metadata as canonical JSON: sorted keys, compact, non-ASCII as is. Hashed by PAYLOAD_HASH_V1,
 # and the text SQLite stores. allow_nan=False: a number JSON can carry but no database can

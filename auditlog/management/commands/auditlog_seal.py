@@ -92,7 +92,7 @@ class Command(BaseCommand):
         if tree.sealed or tree.checkpoint or not checkpoint_after:
             elapsed = time.monotonic() - started
             self.stdout.write(
-                f"\rAdded {tree.sealed:,} events to the trail's tree in {elapsed:.1f} s; {signed}."
+                f"\rAdded {tree.sealed:,} events to the trail's tree in {elapsed:.2f} s; {signed}."
             )
         return tree
 

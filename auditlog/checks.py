@@ -280,3 +280,25 @@ def check_trail_protection(app_configs, databases=None, **kwargs) -> list:
         if settings.DATABASES[alias]["ENGINE"] in POSTGRESQL_ENGINES:
             problems += runtime_role_problems(alias)
     return problems
+
+
+@register()
+def check_receipt_key(app_configs, **kwargs) -> list:
+    """A receipt key that cannot be read would fail every request that asks for a receipt."""
+    from auditlog.trail.note import NoteError, Verifier
+    from auditlog.trail.receipt import receipt_signer
+
+    try:
+        receipt_signer()
+        for text in settings.AUDITLOG_RECEIPT_VERIFIER_KEYS:
+            Verifier.parse(text)
+    except (OSError, NoteError) as exc:
+        return [
+            Error(
+                f"The receipt key cannot be used: {exc}",
+                hint="AUDITLOG_RECEIPT_KEY (or the file AUDITLOG_RECEIPT_KEY_FILE) holds a signer key "
+                "`manage.py auditlog_keygen` wrote; AUDITLOG_RECEIPT_VERIFIER_KEYS verifier keys.",
+                id="auditlog.E009",
+            )
+        ]
+    return []

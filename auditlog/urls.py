@@ -12,6 +12,7 @@ urlpatterns = [
     path("api/v1/trail/checkpoint", trail_views.checkpoint, name="trail-checkpoint"),
     path("api/v1/trail/consistency", trail_views.consistency, name="trail-consistency"),
     path("api/v1/trail/verifier-keys", trail_views.verifier_keys, name="trail-verifier-keys"),
+    path("api/v1/trail/receipt-keys", trail_views.receipt_keys, name="trail-receipt-keys"),
     path("api/v1/openapi.json", views.openapi, name="openapi"),
     # Anything else under /api/ is a JSON 404, whatever DEBUG says.
     re_path(r"^api/", views.api_not_found),

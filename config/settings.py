@@ -280,6 +280,12 @@ AUDITLOG_CHECKPOINT_MAX_GAP_SECONDS = env.int("AUDITLOG_CHECKPOINT_MAX_GAP_SECON
 AUDITLOG_TRAIL_KEY = env.str("AUDITLOG_TRAIL_KEY", default="")
 AUDITLOG_TRAIL_KEY_FILE = env.str("AUDITLOG_TRAIL_KEY_FILE", default="")
 AUDITLOG_TRAIL_VERIFIER_KEYS = env.list("AUDITLOG_TRAIL_VERIFIER_KEYS", default=[])
+# Receipts (auditlog/trail/receipt.py): the Ed25519 key that signs the receipts a producer asks
+# for with `Prefer: receipt` (held by the web processes: never the trail key), or a file holding
+# it; unset, no receipts. Earlier receipt keys' verifier keys, published after a rotation.
+AUDITLOG_RECEIPT_KEY = env.str("AUDITLOG_RECEIPT_KEY", default="")
+AUDITLOG_RECEIPT_KEY_FILE = env.str("AUDITLOG_RECEIPT_KEY_FILE", default="")
+AUDITLOG_RECEIPT_VERIFIER_KEYS = env.list("AUDITLOG_RECEIPT_VERIFIER_KEYS", default=[])
 # Retention: auditlog_purge's default --older-than, in days (unset: no default).
 AUDITLOG_RETENTION_DAYS = env.int("AUDITLOG_RETENTION_DAYS", default=None)
 # Mounts /bench/empty, the framework-only baseline of `make bench`. Never in production.

@@ -101,12 +101,23 @@ def _event_out() -> dict:
     }
 
 
+RECEIPT_PROPERTY = {
+    "type": "string",
+    "description": (
+        "With `Prefer: receipt`, where the service has a receipt key: a C2SP signed note naming the "
+        "source and, per event acknowledged, its id, received_at and payload hash (docs/trail-format.md); "
+        "GET /api/v1/trail/receipt-keys gives the verifier keys."
+    ),
+}
+
+
 def _ack() -> dict:
     return {
         "type": "object",
         "properties": {
             "id": {"type": "string", "format": "uuid"},
             "received_at": {"type": "string", "format": "date-time"},
+            "receipt": RECEIPT_PROPERTY,
         },
         "required": ["id", "received_at"],
         "additionalProperties": False,
@@ -161,7 +172,10 @@ def _batch_results() -> dict:
     }
     return {
         "type": "object",
-        "properties": {"results": {"type": "array", "items": {"anyOf": [stored, refused]}}},
+        "properties": {
+            "results": {"type": "array", "items": {"anyOf": [stored, refused]}},
+            "receipt": RECEIPT_PROPERTY,
+        },
         "required": ["results"],
         "additionalProperties": False,
     }
@@ -244,6 +258,14 @@ def _paths() -> dict:
         "schema": {"type": "string", "pattern": HEADER_KEY},
         "description": "Instead of the body's idempotency_key (or equal to it).",
     }
+    prefer_header = {
+        "name": "Prefer",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "`receipt` asks for a signed receipt in the answer (RFC 7240; `Preference-Applied: "
+        "receipt` says it was given).",
+    }
     no_auth = {"security": []}
     status = {
         "type": "object",
@@ -266,7 +288,7 @@ def _paths() -> dict:
             "post": {
                 "operationId": "event_create",
                 "summary": "Record one event",
-                "parameters": [idempotency_header],
+                "parameters": [idempotency_header, prefer_header],
                 "requestBody": {"required": True, "content": {JSON: {"schema": _ref("Event")}}},
                 "responses": _responses(
                     {
@@ -285,6 +307,7 @@ def _paths() -> dict:
             "post": {
                 "operationId": "events_create_batch",
                 "summary": "Record up to 1000 events, each accepted or refused on its own",
+                "parameters": [prefer_header],
                 "requestBody": {"required": True, "content": {JSON: {"schema": _ref("Batch")}}},
                 "responses": _responses(
                     _ok("One result per event, in order.", _ref("BatchResults")),
@@ -375,6 +398,18 @@ def _paths() -> dict:
             "get": {
                 "operationId": "trail_verifier_keys",
                 "summary": "The verifier keys of the checkpoints, current first, one per line (C2SP vkey)",
+                **no_auth,
+                "responses": _responses(
+                    {"200": {"description": "The keys.", "content": {TEXT: {"schema": {"type": "string"}}}}},
+                    404,
+                    500,
+                ),
+            }
+        },
+        "/api/v1/trail/receipt-keys": {
+            "get": {
+                "operationId": "trail_receipt_keys",
+                "summary": "The verifier keys of the receipts, current first, one per line (C2SP vkey)",
                 **no_auth,
                 "responses": _responses(
                     {"200": {"description": "The keys.", "content": {TEXT: {"schema": {"type": "string"}}}}},

@@ -1,13 +1,17 @@
 """The trail over HTTP (docs/trail-format.md): the latest signed checkpoint, RFC 9162 inclusion
-and consistency proofs as JSON with base64 hashes, and the verifier keys, which need no key."""
+and consistency proofs as JSON with base64 hashes, and the verifier keys of checkpoints and of
+receipts, which need no key."""
 
 import base64
 
+from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 
 from auditlog.http import errors
 from auditlog.http.endpoint import api_route, requires_scope
 from auditlog.models import Scope
+from auditlog.trail.note import Verifier
+from auditlog.trail.receipt import receipt_signer
 from auditlog.trail.tree import (
     TrailError,
     checkpoint_latest,
@@ -18,6 +22,7 @@ from auditlog.trail.tree import (
 
 MSG_SIZE = "Must be a whole number of leaves, 1 or more."
 MSG_NO_CHECKPOINT = "No checkpoint has been signed yet (auditlog_seal with AUDITLOG_TRAIL_KEY)."
+MSG_NO_RECEIPTS = "This service signs no receipts (AUDITLOG_RECEIPT_KEY is not set)."
 MSG_NOT_SEALED = "No such event in the trail: it does not exist, or is not sealed yet."
 TEXT = "text/plain; charset=utf-8"
 
@@ -86,7 +91,19 @@ def verifier_keys_view(request):
     return HttpResponse("".join(f"{verifier.text()}\n" for verifier in verifiers), content_type=TEXT)
 
 
+def receipt_keys_view(request):
+    """The verifier keys of receipts, current first, one per line; no key needed."""
+    verifiers = [Verifier.parse(text) for text in settings.AUDITLOG_RECEIPT_VERIFIER_KEYS]
+    signer = receipt_signer()
+    if signer is not None and signer.verifier() not in verifiers:
+        verifiers.insert(0, signer.verifier())
+    if not verifiers:
+        raise errors.ApiError(errors.NOT_FOUND, MSG_NO_RECEIPTS)
+    return HttpResponse("".join(f"{verifier.text()}\n" for verifier in verifiers), content_type=TEXT)
+
+
 checkpoint = api_route(GET=checkpoint_view)
 inclusion = api_route(GET=inclusion_view)
 consistency = api_route(GET=consistency_view)
 verifier_keys = api_route(GET=verifier_keys_view)
+receipt_keys = api_route(GET=receipt_keys_view)

@@ -18,6 +18,7 @@ from auditlog.reading.filters import event_filters_parse
 from auditlog.reading.keyset import cursor_encode
 from auditlog.reading.selectors import event_get, event_list
 from auditlog.reading.serialization import event_as_dict, json_timestamp
+from auditlog.trail.receipt import receipt_sign, receipt_signer
 
 MSG_BATCH_EVENTS = "Must be a list of 1 to {limit} events."
 MSG_BATCH_HEADER = "Idempotency-Key does not apply to a batch; set idempotency_key on each event."
@@ -33,6 +34,26 @@ def _ack(event: ActionLog, timestamps: dict) -> dict:
     if received_at is None:
         received_at = timestamps[event.received_at] = json_timestamp(event.received_at)
     return {"id": str(event.uuid), "received_at": received_at}
+
+
+def _receipt_wanted(request) -> bool:
+    """`Prefer: receipt` (RFC 7240: preferences separated by commas, parameters after ';')."""
+    prefer = request.META.get("HTTP_PREFER")
+    return prefer is not None and any(
+        token.split(";")[0].split("=")[0].strip().lower() == "receipt" for token in prefer.split(",")
+    )
+
+
+def _answer(request, data: dict, status: int, source: str, acks: list[tuple[str, str, str]]) -> JsonResponse:
+    """The answer, with a signed receipt of `acks` ((id, received_at, payload_hash) of each event
+    acknowledged) when the producer asked for one and the service has a receipt key."""
+    signer = receipt_signer() if acks and _receipt_wanted(request) else None
+    if signer is not None:
+        data["receipt"] = receipt_sign(signer, source, acks)
+    response = JsonResponse(data, status=status)
+    if signer is not None:
+        response["Preference-Applied"] = "receipt"
+    return response
 
 
 def _invalid(failure: ValidationFailed) -> errors.ApiError:
@@ -54,7 +75,10 @@ def event_create_view(request, api_key, body):
         raise _invalid(failure) from None
     except IdempotencyConflict:
         raise _conflict() from None
-    return JsonResponse(_ack(outcome.event, {}), status=outcome.status)
+    ack = _ack(outcome.event, {})
+    return _answer(
+        request, ack, outcome.status, api_key.prefix, [(ack["id"], ack["received_at"], event.payload_hash)]
+    )
 
 
 @requires_scope(Scope.WRITE, body_limit="AUDITLOG_MAX_BATCH_BYTES")
@@ -83,13 +107,15 @@ def event_batch_view(request, api_key, body):
                 error.pop("fields", None)
             results[index] = {"index": index, "status": 400, "error": error}
     outcomes = events_create_batch(source=api_key, events=valid) if valid else []
-    timestamps = {}
-    for index, outcome in zip(positions, outcomes, strict=True):
+    timestamps, acks = {}, []
+    for index, event, outcome in zip(positions, valid, outcomes, strict=True):
         if outcome.status == CONFLICT:
             results[index] = {"index": index, "status": CONFLICT, "error": _conflict().as_dict()}
         else:
-            results[index] = {"index": index, "status": outcome.status, **_ack(outcome.event, timestamps)}
-    return JsonResponse({"results": results})
+            ack = _ack(outcome.event, timestamps)
+            results[index] = {"index": index, "status": outcome.status, **ack}
+            acks.append((ack["id"], ack["received_at"], event.payload_hash))
+    return _answer(request, {"results": results}, 200, api_key.prefix, acks)
 
 
 @requires_scope(Scope.READ)

@@ -1,6 +1,7 @@
 """The auditor's offline verifier of the trail: signed checkpoints, inclusion and consistency
-proofs, and export bundles, checked with nothing but the verifier key and the files, on any
-machine with Python 3.11 and `cryptography` (no Django, no database, no access to the service).
+proofs, export bundles, and producers' receipts, checked with nothing but the verifier key and
+the files, on any machine with Python 3.11 and `cryptography` (no Django, no database, no
+access to the service).
 
     python -m auditlog.trail.offline --help
     auditlog-verify-offline checkpoint --vkey KEY checkpoint.note
@@ -8,8 +9,8 @@ machine with Python 3.11 and `cryptography` (no Django, no database, no access t
 Exit status: 0 verified; 1 verification failed (one line on stderr names what failed); 2 the
 verifier could not run as asked (arguments, an unreadable file or key, the network).
 
-Everything it needs is here or in auditlog.trail.merkle, .note and .jcs, which import only the
-standard library and `cryptography`. A leaf is recomputed from an event's JSON object as the
+Everything it needs is here or in auditlog.trail.merkle, .note, .jcs and .receipt, which import
+only the standard library and `cryptography`. A leaf is recomputed from an event's JSON object as the
 service computes it (LEAF_V1): the RFC 8785 (JCS) bytes of the object, which carries "v": 1 and
 its "leaf_index"; its hash is SHA-256(0x00 || leaf) (RFC 9162).
 
@@ -47,6 +48,7 @@ from pathlib import Path
 
 from auditlog.trail import jcs, merkle
 from auditlog.trail.note import Checkpoint, NoteError, Verifier, note_open, retention_leaves
+from auditlog.trail.receipt import receipt_open
 
 PROG = "auditlog-verify-offline"
 BUNDLE_FORMAT = "auditlog-bundle/v1"
@@ -601,6 +603,28 @@ def cmd_bundle(args) -> list[str]:
     ]
 
 
+def cmd_receipt(args) -> list[str]:
+    text = read_text(args.receipt, "receipt")
+    if text.lstrip().startswith("{"):  # the API's whole answer, saved as it came
+        try:
+            text = json.loads(text)["receipt"]
+        except (ValueError, KeyError, TypeError):
+            raise UsageError(f"{args.receipt} is JSON without a receipt string") from None
+    try:
+        receipt = receipt_open(text, load_verifiers(args.vkey))
+    except NoteError as exc:
+        raise VerificationFailed(f"the receipt {args.receipt}: {exc}") from None
+    if args.origin and receipt.origin != args.origin:
+        raise VerificationFailed(f"the receipt is of {receipt.origin}, not {args.origin}")
+    lines = ["receipt: signature OK", f"origin: {receipt.origin}", f"source: {receipt.source}"]
+    if args.event:
+        found = [event for event in receipt.events if event[0] == args.event]
+        if not found:
+            raise VerificationFailed(f"the receipt does not name the event {args.event}")
+        return [*lines, *(f"event: {' '.join(event)}" for event in found)]
+    return [*lines, *(f"event: {' '.join(event)}" for event in receipt.events)]
+
+
 # --- the command line -------------------------------------------------------------------------
 
 DESCRIPTION = """\
@@ -616,6 +640,7 @@ examples:
   %(prog)s inclusion --vkey log.vkey --checkpoint checkpoint.note proof.json
   %(prog)s consistency --vkey log.vkey --old old.note --new new.note consistency.json
   %(prog)s bundle --vkey log.vkey --state trail.state export.jsonl
+  %(prog)s receipt --vkey receipts.vkey --event EVENT_ID answer.json
   AUDITLOG_TOKEN=... %(prog)s inclusion --vkey log.vkey --url https://audit.example EVENT_ID"""
 
 BUNDLE_HELP = f"""\
@@ -717,6 +742,17 @@ def parser() -> argparse.ArgumentParser:
         "proof", nargs="?", metavar="PROOF_JSON", help="the proof file (default with --url: fetch it)"
     )
     sub.set_defaults(run=cmd_consistency)
+
+    sub = command(
+        "receipt",
+        "verify a receipt the service signed for a producer; print the events it names",
+        'Verify a receipt (POST with `Prefer: receipt`: the answer\'s "receipt") against the\n'
+        "receipt verifier key (GET /api/v1/trail/receipt-keys, or the operator); print its origin,\n"
+        "source and each event as `id received_at payload_hash`.",
+    )
+    sub.add_argument("receipt", metavar="RECEIPT_FILE", help="the receipt's note, or the whole JSON answer")
+    sub.add_argument("--event", metavar="ID", help="fail unless the receipt names this event id")
+    sub.set_defaults(run=cmd_receipt)
 
     sub = command("bundle", "verify an export bundle against the checkpoint it carries", BUNDLE_HELP)
     sub.add_argument("bundle", metavar="BUNDLE_FILE", help=f"the {BUNDLE_FORMAT} file")

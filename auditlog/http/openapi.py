@@ -262,7 +262,7 @@ def _paths() -> dict:
         "name": "Prefer",
         "in": "header",
         "required": False,
-        "schema": {"type": "string"},
+        "schema": {"type": "string", "examples": ["receipt"]},
         "description": "`receipt` asks for a signed receipt in the answer (RFC 7240; `Preference-Applied: "
         "receipt` says it was given).",
     }

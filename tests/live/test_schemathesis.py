@@ -39,7 +39,11 @@ def test_schemathesis_finds_nothing(gunicorn_factory, writer_key, settings):
             upto_id=ActionLog.objects.order_by("-id").values_list("id", flat=True).first(), block_size=300
         )
     sealed = ActionLog.objects.order_by("id").values_list("uuid", flat=True)[150]
-    server = gunicorn_factory(AUDITLOG_TRAIL_VERIFIER_KEYS=signer.verifier().text())
+    # A receipt key, so that receipt-keys answers and producers' `Prefer: receipt` gets receipts.
+    server = gunicorn_factory(
+        AUDITLOG_TRAIL_VERIFIER_KEYS=signer.verifier().text(),
+        AUDITLOG_RECEIPT_KEY=Signer.generate("receipts.fuzz.example").text(),
+    )
     seed = os.environ.get("AUDITLOG_FUZZ_SEED") or str(random.randrange(2**31))
     examples = os.environ.get("AUDITLOG_FUZZ_EXAMPLES", "500")
     reports = LOG_DIR / f"schemathesis-{connection.vendor}"

@@ -91,14 +91,30 @@ def navigate(driver, act):
     Reading elements straight after a click or an Enter races the navigation: they can belong
     to the page being left and go stale under the reader.
     """
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.wait import WebDriverWait
 
     old = driver.find_element("tag name", "html")
     act()
     wait = WebDriverWait(driver, 15)
-    wait.until(expected_conditions.staleness_of(old))
+    wait.until(lambda _: _gone(old))
     wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
+def _gone(element) -> bool:
+    """Whether the element has left the document: stale, in WebDriver's words, or, as Chromium
+    156 sometimes answers for the old page's node mid-navigation, "does not belong to the
+    document" (an unknown error, which selenium's staleness_of lets through)."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as exc:
+        if "does not belong to the document" in str(exc):
+            return True
+        raise
+    return False
 
 
 def test_auditor_filters_searches_opens_and_exports_without_edit_controls(gunicorn, browser, trail):

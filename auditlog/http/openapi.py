@@ -199,8 +199,16 @@ HEADERS = {
 }
 
 
+# Any request can have one: gunicorn answers a request line over 8190 bytes itself, in HTML,
+# before the app (config/gunicorn.conf.py); deploy/nginx.conf answers from 8000 bytes, in JSON.
+URI_TOO_LONG = {
+    "description": "The request line is longer than 8190 bytes (gunicorn, HTML; nginx in front: 8000, JSON).",
+    "content": {"text/html": {"schema": {"type": "string"}}, JSON: {"schema": _ref("Error")}},
+}
+
+
 def _responses(ok: dict, *codes: int) -> dict:
-    responses = dict(ok)
+    responses = dict(ok) | {"414": URI_TOO_LONG}
     for code in codes:
         response = {
             "description": ERROR_DESCRIPTIONS[code],

@@ -11,6 +11,8 @@ def main():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     if sys.argv[1:2] and sys.argv[1] in MAINTENANCE_COMMANDS:
         os.environ.setdefault("AUDITLOG_DATABASE_ROLE", "maintenance")
+    # Commands keep session state: past PgBouncer, straight to PostgreSQL (DATABASE_DIRECT_URL).
+    os.environ.setdefault("AUDITLOG_DATABASE_ROUTE", "direct")
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

@@ -225,6 +225,29 @@ def server_problems(alias: str, database: dict, limits: ServerLimits, cap: Capac
     return problems
 
 
+def server_bounds(alias: str) -> tuple[str, str]:
+    """statement_timeout and lock_timeout as the server applies them to this connection."""
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT current_setting('statement_timeout'), current_setting('lock_timeout')")
+        return cursor.fetchone()
+
+
+def bounds_problems(alias: str) -> list:
+    """Behind PgBouncer no startup parameter sets the bounds (settings.py): its connect_query must."""
+    if server_bounds(alias)[0] != "0":
+        return []
+    return [
+        Warning(
+            "The server applies no statement_timeout to this connection: a stalled statement would "
+            "hold a request until the client deadline.",
+            hint="Behind PgBouncer (DATABASE_POOLER), set the bounds in its connect_query "
+            "(deploy/pgbouncer.ini); otherwise check the role's and the database's settings.",
+            obj=_obj(alias),
+            id="auditlog.W004",
+        )
+    ]
+
+
 @register(Tags.database)
 def check_server_limits(app_configs, databases=None, **kwargs) -> list:
     problems = []
@@ -232,6 +255,7 @@ def check_server_limits(app_configs, databases=None, **kwargs) -> list:
         database = settings.DATABASES[alias]
         if database["ENGINE"] in POSTGRESQL_ENGINES:
             problems += server_problems(alias, database, server_limits(alias), capacity(database))
+            problems += bounds_problems(alias)
     return problems
 
 

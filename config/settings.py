@@ -96,8 +96,22 @@ if AUDITLOG_DATABASE_ROLE not in ("runtime", "maintenance"):
     )
 _runtime_database = env.db_url("DATABASE_URL", default="sqlite:///db.sqlite3")
 AUDITLOG_RUNTIME_ROLE = env.str("DATABASE_RUNTIME_ROLE", default=_runtime_database.get("USER", ""))
+# PgBouncer in transaction mode between the web processes and PostgreSQL (docs/pgbouncer.md):
+# DATABASE_URL names PgBouncer and DATABASE_POOLER=pgbouncer-transaction says so; manage.py's
+# commands, which keep session state (their own timeouts, advisory locks, migrations), connect
+# to PostgreSQL itself with DATABASE_DIRECT_URL (manage.py sets AUDITLOG_DATABASE_ROUTE=direct),
+# or as the maintenance role with DATABASE_MAINTENANCE_URL.
+DATABASE_POOLER = env.str("DATABASE_POOLER", default="")
+if DATABASE_POOLER not in ("", "pgbouncer-transaction"):
+    raise ImproperlyConfigured(f"DATABASE_POOLER={DATABASE_POOLER!r}: pgbouncer-transaction, or unset")
 if AUDITLOG_DATABASE_ROLE == "maintenance" and env.str("DATABASE_MAINTENANCE_URL", default=""):
     DATABASES = {"default": env.db_url("DATABASE_MAINTENANCE_URL")}
+    DATABASE_POOLER = ""
+elif env.str("AUDITLOG_DATABASE_ROUTE", default="") == "direct" and env.str(
+    "DATABASE_DIRECT_URL", default=""
+):
+    DATABASES = {"default": env.db_url("DATABASE_DIRECT_URL")}
+    DATABASE_POOLER = ""
 else:
     DATABASES = {"default": _runtime_database}
 DATABASE = DATABASES["default"]
@@ -149,12 +163,19 @@ elif DATABASE["ENGINE"] == "django.db.backends.postgresql":
     DATABASE["OPTIONS"].setdefault("application_name", "auditlog")
     # Server-side, set at connect (no round trip): a statement, a lock wait, a session left
     # idle inside a transaction. Commands that run long set their own (auditlog.db.timeouts).
-    DATABASE["OPTIONS"].setdefault(
-        "options",
-        f"-c statement_timeout={round(DATABASE_STATEMENT_TIMEOUT * 1000)}"
-        f" -c lock_timeout={round(DATABASE_LOCK_TIMEOUT * 1000)}"
-        f" -c idle_in_transaction_session_timeout={round(DATABASE_IDLE_IN_TRANSACTION_TIMEOUT * 1000)}",
-    )
+    # PgBouncer refuses this startup parameter: its connect_query sets the same bounds on every
+    # server connection it opens (deploy/pgbouncer.ini), and auditlog_dbcheck reads them back.
+    if DATABASE_POOLER == "pgbouncer-transaction":
+        # Each transaction may run on another server connection: no server-side cursor may
+        # outlive one (Django's iterator() uses them), no statement prepared in one session.
+        DATABASE["DISABLE_SERVER_SIDE_CURSORS"] = True
+    else:
+        DATABASE["OPTIONS"].setdefault(
+            "options",
+            f"-c statement_timeout={round(DATABASE_STATEMENT_TIMEOUT * 1000)}"
+            f" -c lock_timeout={round(DATABASE_LOCK_TIMEOUT * 1000)}"
+            f" -c idle_in_transaction_session_timeout={round(DATABASE_IDLE_IN_TRANSACTION_TIMEOUT * 1000)}",
+        )
     # The network: keepalives find a dead peer of an idle connection; tcp_user_timeout ends a
     # connection whose sent data goes unacknowledged (a partition, a vanished host).
     DATABASE["OPTIONS"].setdefault("keepalives", 1)
@@ -168,7 +189,7 @@ elif DATABASE["ENGINE"] == "django.db.backends.postgresql":
     # Off behind PgBouncer in transaction mode (before 1.21, or without
     # max_prepared_statements): a statement prepared in one server session is missing in the
     # next one PgBouncer hands out.
-    if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
+    if env.bool("DATABASE_PREPARED_STATEMENTS", default=not DATABASE_POOLER):
         DATABASE["OPTIONS"].setdefault("prepare_threshold", 5)  # psycopg's own default
     DATABASE["CONN_HEALTH_CHECKS"] = CONN_HEALTH_CHECKS
     if DATABASE_POOL:

@@ -69,6 +69,35 @@ def test_postgres_prepares_the_ingest_insert_unless_told_not_to_for_pgbouncer():
     assert "prepare_threshold" not in unprepared["OPTIONS"]  # Django then passes None: never
 
 
+def test_behind_pgbouncer_no_startup_options_prepared_statements_or_server_side_cursors():
+    url = "postgres://app@pgbouncer.internal:6432/audit"
+    direct = database_settings(DATABASE_URL=url)
+    behind = database_settings(DATABASE_URL=url, DATABASE_POOLER="pgbouncer-transaction")
+
+    assert "statement_timeout" in direct["OPTIONS"]["options"]
+    assert not direct.get("DISABLE_SERVER_SIDE_CURSORS")
+    assert "options" not in behind["OPTIONS"]  # PgBouncer refuses it; its connect_query sets the bounds
+    assert "prepare_threshold" not in behind["OPTIONS"]
+    assert behind["DISABLE_SERVER_SIDE_CURSORS"] is True
+
+
+def test_commands_go_straight_to_postgresql_past_pgbouncer():
+    env = {
+        "DATABASE_URL": "postgres://app@pgbouncer.internal:6432/audit",
+        "DATABASE_POOLER": "pgbouncer-transaction",
+        "DATABASE_DIRECT_URL": "postgres://app@db.internal:5432/audit",
+    }
+    web = database_settings(**env)
+    command = database_settings(**env, AUDITLOG_DATABASE_ROUTE="direct")  # what manage.py sets
+
+    assert (web["HOST"], web["PORT"]) == ("pgbouncer.internal", 6432)
+    assert (command["HOST"], command["PORT"]) == ("db.internal", 5432)
+    assert "statement_timeout" in command["OPTIONS"]["options"]  # a direct connection's bounds
+    assert "prepare_threshold" in command["OPTIONS"]
+    refused = run(["-c", PRINT_DATABASE], DATABASE_URL=env["DATABASE_URL"], DATABASE_POOLER="pgpool")
+    assert refused.returncode != 0 and "DATABASE_POOLER" in refused.stderr
+
+
 def test_postgres_pool_forces_conn_max_age_zero():
     database = database_settings(
         DATABASE_URL="postgres://app@db.internal/audit",

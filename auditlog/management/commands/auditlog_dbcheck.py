@@ -15,7 +15,7 @@ class Command(BaseCommand):
     requires_system_checks = []
     help = (
         "Print the effective database connection setup, one line per setting with a verdict, "
-        "and the problems found (checks auditlog.E001-E008, W001-W003): the connection setup, the "
+        "and the problems found (checks auditlog.E001-E009, W001-W004): the connection setup, the "
         "append-only triggers, and on PostgreSQL what the runtime role could do to the trail, read "
         "from the catalog. Exits non-zero on errors."
     )
@@ -116,6 +116,7 @@ class Command(BaseCommand):
             ("server max_connections", f"{limits.max_connections} ({limits.reserved} reserved)", None),
             ("connections this deployment opens", cap.connections, "auditlog.E007"),
             ("connected as", current_user, None),
+            self._pooler_row(alias),
             ("runtime role", runtime_role(alias), "auditlog.W003"),
             self._guard_row(alias),
         ]
@@ -124,8 +125,22 @@ class Command(BaseCommand):
             + checks.server_problems(alias, config, limits, cap)
             + checks.guard_problems(alias)
             + checks.runtime_role_problems(alias)
+            + checks.bounds_problems(alias)
         )
         return rows, problems
+
+    def _pooler_row(self, alias):
+        """Which way the connection goes, and the server-side bounds it ends up with: set by a
+        startup parameter directly, by PgBouncer's connect_query behind it."""
+        statement, lock = checks.server_bounds(alias)
+        way = "direct"
+        if settings.DATABASE_POOLER == "pgbouncer-transaction":
+            way = "PgBouncer in transaction mode (no prepared statements, no server-side cursors)"
+        return (
+            "way to the server",
+            f"{way}; statement_timeout {statement}, lock_timeout {lock}",
+            "auditlog.W004",
+        )
 
     def _guard_row(self, alias):
         missing = guard_missing(alias)

@@ -169,7 +169,7 @@ class LeafFormat:
     def _layout(self) -> tuple[list[str], tuple[int, ...]]:
         """The leaf as a list of texts, "{", '"name":', value, ",", ... "}", with "v" filled in,
         and the positions of leaf_index's and each field's value in it."""
-        names = ["v", "leaf_index", *(self.names.get(field, field) for field in self.fields)]
+        names = ["v", "leaf_index", *self._names]
         if not all(name.isascii() and name.isidentifier() for name in names):
             raise ValueError("leaf member names are plain ASCII: their order and form need no escaping")
         parts, position = ["{"], {}

@@ -4,14 +4,12 @@ receipts, which need no key."""
 
 import base64
 
-from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 
 from auditlog.http import errors
 from auditlog.http.endpoint import api_route, requires_scope
 from auditlog.models import Scope
-from auditlog.trail.note import Verifier
-from auditlog.trail.receipt import receipt_signer
+from auditlog.trail.receipt import receipt_verifiers
 from auditlog.trail.tree import (
     TrailError,
     checkpoint_latest,
@@ -93,10 +91,7 @@ def verifier_keys_view(request):
 
 def receipt_keys_view(request):
     """The verifier keys of receipts, current first, one per line; no key needed."""
-    verifiers = [Verifier.parse(text) for text in settings.AUDITLOG_RECEIPT_VERIFIER_KEYS]
-    signer = receipt_signer()
-    if signer is not None and signer.verifier() not in verifiers:
-        verifiers.insert(0, signer.verifier())
+    verifiers = receipt_verifiers()
     if not verifiers:
         raise errors.ApiError(errors.NOT_FOUND, MSG_NO_RECEIPTS)
     return HttpResponse("".join(f"{verifier.text()}\n" for verifier in verifiers), content_type=TEXT)

@@ -120,6 +120,15 @@ class Signer:
         return f"{text}\n{DASH} {self.name} {base64.b64encode(self.key_id + signature).decode()}\n"
 
 
+def verifiers_of(signer: "Signer | None", texts: list[str]) -> list[Verifier]:
+    """The verifier keys a key's notes may carry: `signer`'s own first (when this process holds
+    it), then the verifier keys `texts` (earlier keys after a rotation); NoteError for a bad one."""
+    verifiers = [Verifier.parse(text) for text in texts]
+    if signer is not None and signer.verifier() not in verifiers:
+        verifiers.insert(0, signer.verifier())
+    return verifiers
+
+
 def note_open(note: str, verifiers: list[Verifier]) -> str:
     """The text of a signed note that at least one of `verifiers` signed; NoteError otherwise.
     Signatures by unknown keys are ignored, as C2SP says; a known key's bad signature is not."""

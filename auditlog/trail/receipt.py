@@ -17,7 +17,7 @@ verifier reads receipts too (docs/trail-format.md).
 import functools
 from dataclasses import dataclass
 
-from auditlog.trail.note import NoteError, Signer, Verifier, note_open
+from auditlog.trail.note import NoteError, Signer, Verifier, note_open, verifiers_of
 
 HEADER = "auditlog receipt v1"
 
@@ -59,6 +59,13 @@ def receipt_signer() -> Signer | None:
     if not text and settings.AUDITLOG_RECEIPT_KEY_FILE:
         text = _key_file(settings.AUDITLOG_RECEIPT_KEY_FILE)
     return _signer(text.strip()) if text else None
+
+
+def receipt_verifiers() -> list[Verifier]:
+    """The receipt key's verifier key (when set), then AUDITLOG_RECEIPT_VERIFIER_KEYS."""
+    from django.conf import settings
+
+    return verifiers_of(receipt_signer(), settings.AUDITLOG_RECEIPT_VERIFIER_KEYS)
 
 
 @functools.lru_cache(maxsize=4)

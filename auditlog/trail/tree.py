@@ -29,7 +29,7 @@ from auditlog.models import ActionLog, Checkpoint, TrailLeaf, TrailNode
 from auditlog.trail import leaf_rows, merkle
 from auditlog.trail.leaf_rows import LEAF_COLUMNS, events_leaf_values
 from auditlog.trail.note import Checkpoint as CheckpointBody
-from auditlog.trail.note import NoteError, Signer, Verifier
+from auditlog.trail.note import NoteError, Signer, Verifier, verifiers_of
 
 TILE_HEIGHT = 8  # a TrailNode every 8 levels
 LEAF_TABLE = f"{TrailLeaf._meta.db_table} (leaf_index, event_id, leaf_hash)"
@@ -63,14 +63,11 @@ def trail_verifiers() -> list[Verifier]:
     """The verifier keys checkpoints may be signed with: the signer key's, when this process
     has it, and AUDITLOG_TRAIL_VERIFIER_KEYS (earlier keys; all of them where the signer key is
     not at hand)."""
+    signer = trail_signer()
     try:
-        verifiers = [Verifier.parse(text) for text in settings.AUDITLOG_TRAIL_VERIFIER_KEYS]
+        return verifiers_of(signer, settings.AUDITLOG_TRAIL_VERIFIER_KEYS)
     except NoteError as exc:
         raise TrailError(f"AUDITLOG_TRAIL_VERIFIER_KEYS: {exc}") from None
-    signer = trail_signer()
-    if signer is not None and signer.verifier() not in verifiers:
-        verifiers.insert(0, signer.verifier())
-    return verifiers
 
 
 # --- reading the stored tree ------------------------------------------------------------------
@@ -217,7 +214,7 @@ class LeafHasher:
         parts = self._parts(after_id, ids)
         if self.pool is None and len(parts) > 1:
             if connection.in_atomic_block:  # a caller's transaction: other processes cannot see it
-                parts = [(0, after_id, ids[-1], len(ids))]
+                parts = [(0, after_id, ids[-1])]
             else:
                 connections.close_all()
                 if getattr(connection, "pool", None) is not None:
@@ -228,16 +225,16 @@ class LeafHasher:
             return lambda: self._checked(ids, done)
         futures = [
             self.pool.submit(_leaf_hashes_in_worker, first_index + start, part_after, part_upto)
-            for start, part_after, part_upto, _ in parts
+            for start, part_after, part_upto in parts
         ]
         return lambda: self._checked(ids, [pair for future in futures for pair in future.result()])
 
-    def _parts(self, after_id: int, ids: list[int]) -> list[tuple[int, int, int, int]]:
-        """(offset, after id, last id, count) of each process's share of the block."""
+    def _parts(self, after_id: int, ids: list[int]) -> list[tuple[int, int, int]]:
+        """(offset, after id, last id) of each process's share of the block."""
         count = self.workers if self.workers > 1 and len(ids) >= self.PARALLEL_MIN else 1
         bounds = [len(ids) * k // count for k in range(count + 1)]
         return [
-            (start, ids[start - 1] if start else after_id, ids[end - 1], end - start)
+            (start, ids[start - 1] if start else after_id, ids[end - 1])
             for start, end in itertools.pairwise(bounds)
         ]
 

@@ -207,6 +207,34 @@ else:
         f"DATABASE_URL: unsupported engine {DATABASE['ENGINE']}; use sqlite:// or postgres://"
     )
 
+# A streaming replica for reads (docs/replicas.md): the admin, the API's GETs and the exports
+# read the events there while it is up and at most DATABASE_REPLICA_MAX_LAG_SECONDS behind (10 s:
+# a few health checks' worth above the millisecond lag of a healthy replica, well below what an
+# auditor looking for what just happened would notice); the primary otherwise, and always for
+# writes, idempotency and sealing. The alias is default's as built above (timeouts, keepalives,
+# pool, pooler), with the replica's address and a short connect timeout (2 s, libpq's least).
+DATABASE_REPLICA_URL = env.str("DATABASE_REPLICA_URL", default="")
+DATABASE_REPLICA_MAX_LAG_SECONDS = env.float("DATABASE_REPLICA_MAX_LAG_SECONDS", default=10.0)
+DATABASE_REPLICA_CHECK_SECONDS = env.float("DATABASE_REPLICA_CHECK_SECONDS", default=2.0)
+if DATABASE_REPLICA_URL:
+    _replica = env.db_url_config(DATABASE_REPLICA_URL)
+    if DATABASE["ENGINE"] != "auditlog.db.postgresql" or _replica["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(
+            "DATABASE_REPLICA_URL is for PostgreSQL streaming replicas: DATABASE_URL and it must both be "
+            "postgres:// URLs. SQLite has no replicas: unset DATABASE_REPLICA_URL."
+        )
+    DATABASES["replica"] = {
+        **DATABASE,
+        **{name: _replica[name] for name in ("NAME", "USER", "PASSWORD", "HOST", "PORT")},
+        "OPTIONS": {
+            **DATABASE["OPTIONS"],
+            "connect_timeout": env.int("DATABASE_REPLICA_CONNECT_TIMEOUT", default=2),
+            **_replica["OPTIONS"],
+        },
+        "TEST": {"MIRROR": "default"},  # tests read their own test database through it
+    }
+    DATABASE_ROUTERS = ["auditlog.db.replica.ReplicaRouter"]
+
 # How many copies of this service share the database: the connection budget check multiplies.
 AUDITLOG_APP_INSTANCES = env.int("AUDITLOG_APP_INSTANCES", default=1)
 

@@ -12,6 +12,7 @@ from django.utils.http import urlencode
 
 from auditlog.admin.filters import ActionFilter, ActorTypeFilter, OccurredRangeFilter, TargetTypeFilter
 from auditlog.admin.pagination import BoundedCountPaginator
+from auditlog.db.replica import reads_from_replica, replica_status
 from auditlog.ingest.services import event_record_internal
 from auditlog.models import ActionLog, Checkpoint
 from auditlog.reading.export import CONTENT_TYPES, FORMATS, events_export_lines
@@ -110,11 +111,17 @@ class ActionLogAdmin(admin.ModelAdmin):
         url = reverse("admin:auditlog_actionlog_changelist") + "?" + urlencode({"q": term})
         return format_html('<a href="{}">{}</a>', url, label)
 
+    @reads_from_replica
     def changelist_view(self, request, extra_context=None):
         # The bundle link only once a checkpoint exists (one indexed row to look for).
-        extra_context = {**(extra_context or {}), "trail_signed": Checkpoint.objects.exists()}
+        extra_context = {
+            **(extra_context or {}),
+            "trail_signed": Checkpoint.objects.exists(),
+            "replica_status": replica_status(),
+        }
         return super().changelist_view(request, extra_context)
 
+    @reads_from_replica
     def change_view(self, request, object_id, form_url="", extra_context=None):
         response = super().change_view(request, object_id, form_url, extra_context)
         if response.status_code == 200:
@@ -143,6 +150,12 @@ class ActionLogAdmin(admin.ModelAdmin):
             return self._bundle(request)
         if export_format not in FORMATS:
             raise PermissionDenied
+        return self._export(request, export_format)
+
+    @reads_from_replica
+    def _export(self, request, export_format):
+        """The list as the changelist shows it, read where the changelist reads it; the bundle
+        reads the primary, where the trail's leaves and checkpoint are."""
         try:
             queryset = self.get_changelist_instance(request).get_queryset(request)
         except IncorrectLookupParameters as exc:

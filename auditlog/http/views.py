@@ -7,6 +7,7 @@ from django.utils import timezone
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
+from auditlog.db.replica import reads_from_replica
 from auditlog.events.validation import DuplicateKeys, ValidationFailed, event_validate
 from auditlog.http import errors
 from auditlog.http.endpoint import api_route, parse_json_object, requires_scope
@@ -118,6 +119,7 @@ def event_batch_view(request, api_key, body):
     return _answer(request, {"results": results}, 200, api_key.prefix, acks)
 
 
+@reads_from_replica
 @requires_scope(Scope.READ)
 def event_list_view(request, api_key):
     try:
@@ -129,6 +131,7 @@ def event_list_view(request, api_key):
     return JsonResponse({"results": [event_as_dict(event) for event in page], "next_cursor": next_cursor})
 
 
+@reads_from_replica
 @requires_scope(Scope.READ)
 def event_detail_view(request, api_key, event_id):
     event = event_get(event_id)

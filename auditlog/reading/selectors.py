@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
 
-from django.db import connection
+from django.db import connection, connections, router
 from django.db.models import QuerySet
 
+from auditlog.db.replica import replica_fallback
 from auditlog.models import ActionLog, ApiKey
 from auditlog.reading.filters import EventFilters
 
@@ -116,7 +117,8 @@ def events_iterate(queryset: QuerySet[ActionLog], chunk_size: int = 2000) -> Ite
     queryset = queryset.order_by("-occurred_at", "-id")
     position = None
     while True:
-        chunk = list((queryset if position is None else _before(queryset, position))[:chunk_size])
+        rest = queryset if position is None else _before(queryset, position)
+        chunk = replica_fallback(list, rest[:chunk_size])  # a replica that fails mid-way: the primary
         yield from chunk
         if len(chunk) < chunk_size:
             return
@@ -138,8 +140,9 @@ def event_distinct_values(column: str, limit: int = 200, prefix: str | None = No
     """
     if column not in ("action", "actor_type", "target_type") or (prefix and column != "action"):
         raise ValueError(f"no suitable index for {column!r}")
-    table = connection.ops.quote_name(ActionLog._meta.db_table)
-    col = connection.ops.quote_name(column)
+    db = connections[router.db_for_read(ActionLog)]
+    table = db.ops.quote_name(ActionLog._meta.db_table)
+    col = db.ops.quote_name(column)
     if prefix:
         upper = _after_prefix(prefix)
         first, rest, params = f"{col} >= %s AND {col} < %s", f"AND {col} < %s", [prefix, upper, upper, limit]
@@ -154,7 +157,7 @@ def event_distinct_values(column: str, limit: int = 200, prefix: str | None = No
         )
         SELECT value FROM found WHERE value IS NOT NULL
     """
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(sql, params)
         return [value for (value,) in cursor.fetchall()]
 
@@ -166,9 +169,10 @@ def _after_prefix(prefix: str) -> str:
 
 def event_count_estimate() -> int | None:
     """PostgreSQL's planner estimate of the table's rows (None elsewhere, or before ANALYZE)."""
-    if connection.vendor != "postgresql":
+    db = connections[router.db_for_read(ActionLog)]
+    if db.vendor != "postgresql":
         return None
-    with connection.cursor() as cursor:
+    with db.cursor() as cursor:
         cursor.execute(
             "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [ActionLog._meta.db_table]
         )

@@ -1,9 +1,10 @@
 from django.conf import settings
-from django.core.checks import ERROR
+from django.core.checks import ERROR, Warning
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
 from auditlog import checks
+from auditlog.db.replica import REPLICA, replica_health, replica_status
 from auditlog.db.roles import runtime_role
 from auditlog.trail.append_only import GUARDED_TABLES, POSTGRESQL_TRIGGERS, SQLITE_TRIGGERS, guard_missing
 
@@ -15,7 +16,7 @@ class Command(BaseCommand):
     requires_system_checks = []
     help = (
         "Print the effective database connection setup, one line per setting with a verdict, "
-        "and the problems found (checks auditlog.E001-E009, W001-W004): the connection setup, the "
+        "and the problems found (checks auditlog.E001-E009, W001-W004, W010): the connection setup, the "
         "append-only triggers, and on PostgreSQL what the runtime role could do to the trail, read "
         "from the catalog. Exits non-zero on errors."
     )
@@ -127,7 +128,30 @@ class Command(BaseCommand):
             + checks.runtime_role_problems(alias)
             + checks.bounds_problems(alias)
         )
+        if alias != REPLICA and REPLICA in settings.DATABASES:
+            row, problem = self._replica_row()
+            rows.append(row)
+            problems += problem
         return rows, problems
+
+    def _replica_row(self):
+        """Where the admin, the API's GETs and the exports read (auditlog.db.replica), and how far
+        behind the replica is; one not fit for reads is a warning: the primary serves them."""
+        replica = settings.DATABASES[REPLICA]
+        status = replica_status()
+        row = (
+            "read replica",
+            f"{replica['HOST']}:{replica['PORT']}/{replica['NAME']}: {status}",
+            "auditlog.W010",
+        )
+        if replica_health.usable():
+            return row, []
+        problem = Warning(
+            f"The read replica is not used: {status}.",
+            hint="The primary serves every read meanwhile; see docs/replicas.md (Operations).",
+            id="auditlog.W010",
+        )
+        return row, [problem]
 
     def _pooler_row(self, alias):
         """Which way the connection goes, and the server-side bounds it ends up with: set by a

@@ -1,3 +1,4 @@
+import contextlib
 import itertools
 import os
 import sys
@@ -7,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.http import QueryDict
 
 from auditlog.db.private_files import private_file_open_overwrite
+from auditlog.db.replica import replica_reads
 from auditlog.db.timeouts import command_timeouts
 from auditlog.events.validation import ValidationFailed
 from auditlog.reading.export import FORMATS, events_export_lines
@@ -85,6 +87,12 @@ class Command(BaseCommand):
         else:
             lines = events_export_lines(events_iterate(event_queryset(filters)), export_format)
             header_lines = 1 if export_format == "csv" else 0
+        # The events may come from a replica (docs/replicas.md); a bundle, whose leaves must match
+        # the checkpoint, from the primary.
+        with contextlib.nullcontext() if bundle else replica_reads():
+            self._output(lines, output, header_lines)
+
+    def _output(self, lines, output, header_lines):
         started = time.monotonic()
         if output == "-":
             try:

@@ -229,7 +229,7 @@ if DATABASE_REPLICA_URL:
         "OPTIONS": {
             **DATABASE["OPTIONS"],
             "connect_timeout": env.int("DATABASE_REPLICA_CONNECT_TIMEOUT", default=2),
-            **_replica["OPTIONS"],
+            **_replica.get("OPTIONS", {}),
         },
         "TEST": {"MIRROR": "default"},  # tests read their own test database through it
     }

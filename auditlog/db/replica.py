@@ -59,20 +59,44 @@ def replica_lag(
     """How far behind the primary a replica's data is, in the primary's own clock, and why not
     when that is unknown.
 
-    The primary's WAL position is read first, then the replica's replay position. Replayed up
-    to it: nothing committed on the primary is missing, so the lag is 0, however long the
-    primary has been idle (where now() - pg_last_xact_replay_timestamp() would grow). Behind
-    it: the replica holds every transaction committed up to the last one it replayed, so the
-    lag is the primary's time minus that commit's time. This never reports less than the real
-    lag; it may report more while a long transaction writes WAL it has not committed yet.
+    The primary's flushed WAL position is read first, then the replica's replay position.
+    Replayed up to it (but for a record the flush cut at a page's end, which holds no commit):
+    nothing committed on the primary is missing, so the lag is 0, however long the primary has
+    been idle (where now() - pg_last_xact_replay_timestamp() would grow). Behind it: the replica
+    holds every transaction committed up to the last one it replayed, so the lag is the primary's
+    time minus that commit's time. This never reports less than the real lag; it may report
+    more while a long transaction writes WAL it has not committed yet.
     """
     if not in_recovery:
         return None, MSG_NOT_STANDBY
-    if replay_lsn is not None and replay_lsn >= primary_lsn:
+    if replay_lsn is not None and not _record_fits(replay_lsn, primary_lsn):
         return 0.0, ""
     if replay_time is None:
         return None, MSG_NO_REPLAY
     return max(0.0, (primary_time - replay_time).total_seconds()), ""
+
+
+# PostgreSQL's WAL layout (access/xlog_internal.h): pages of XLOG_BLCKSZ, each starting with a
+# header (a long one at a segment's start), and records of at least MAXALIGN(SizeOfXLogRecord
+# + 1) bytes, which may span pages. Defaults of a build and of initdb; another segment size only
+# makes the check below more cautious.
+WAL_PAGE, WAL_SEGMENT = 8192, 16 * 1024 * 1024
+PAGE_HEADER, SEGMENT_HEADER = 24, 40
+SMALLEST_RECORD = 32
+
+
+def _record_fits(start: int, end: int) -> bool:
+    """Whether a whole WAL record fits between two positions. A replica replays whole records
+    only: the flushed position can be a page boundary in the middle of a record (the WAL writer
+    flushes full pages), where the replay position stays at the previous record's end."""
+    if end - start >= 2 * WAL_PAGE:
+        return True
+    usable = end - start
+    boundary = -(-start // WAL_PAGE) * WAL_PAGE
+    while boundary < end:
+        usable -= min(SEGMENT_HEADER if boundary % WAL_SEGMENT == 0 else PAGE_HEADER, end - boundary)
+        boundary += WAL_PAGE
+    return usable >= SMALLEST_RECORD
 
 
 def replica_check() -> ReplicaState:
@@ -80,7 +104,9 @@ def replica_check() -> ReplicaState:
     that cannot be asked is down, and the reads go to the primary."""
     try:
         with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
-            cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, clock_timestamp()")
+            cursor.execute(
+                "SELECT pg_wal_lsn_diff(pg_current_wal_flush_lsn(), '0/0')::bigint, clock_timestamp()"
+            )
             primary_lsn, primary_time = cursor.fetchone()
         with connections[REPLICA].cursor() as cursor:
             cursor.execute(
@@ -91,6 +117,14 @@ def replica_check() -> ReplicaState:
     except DatabaseError as exc:
         _close_if_broken()
         return ReplicaState(up=False, lag=None, checked_at=time.monotonic(), reason=_first_line(exc))
+    logger.warning(
+        "DEBUGREPL P=%s Tp=%s rec=%s R=%s Tr=%s",
+        primary_lsn,
+        primary_time,
+        in_recovery,
+        replay_lsn,
+        replay_time,
+    )
     lag, reason = replica_lag(
         primary_lsn=primary_lsn,
         primary_time=primary_time,

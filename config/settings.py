@@ -218,7 +218,7 @@ DATABASE_REPLICA_MAX_LAG_SECONDS = env.float("DATABASE_REPLICA_MAX_LAG_SECONDS",
 DATABASE_REPLICA_CHECK_SECONDS = env.float("DATABASE_REPLICA_CHECK_SECONDS", default=2.0)
 if DATABASE_REPLICA_URL:
     _replica = env.db_url_config(DATABASE_REPLICA_URL)
-    if DATABASE["ENGINE"] != "auditlog.db.postgresql" or _replica["ENGINE"] != "django.db.backends.postgresql":
+    if "postgresql" not in DATABASE["ENGINE"] or _replica["ENGINE"] != "django.db.backends.postgresql":
         raise ImproperlyConfigured(
             "DATABASE_REPLICA_URL is for PostgreSQL streaming replicas: DATABASE_URL and it must both be "
             "postgres:// URLs. SQLite has no replicas: unset DATABASE_REPLICA_URL."

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import threading
@@ -86,6 +87,7 @@ class Readers:
         self.seconds, self.limit = seconds, limit
         self.results: list[tuple[float, str, int | None, str]] = []  # (time, op, status, error)
         self.lock = threading.Lock()
+        self.seconds_taken: dict[str, list[float]] = {}
 
     def run(self) -> "Readers":
         self.deadline = time.monotonic() + self.seconds
@@ -105,12 +107,14 @@ class Readers:
                     return
             name = self.OPS[op % len(self.OPS)]
             pk, uuid = self.events[op % len(self.events)]
+            started = time.monotonic()
             try:
                 status, error = getattr(self, name.replace("-", "_"))(browser, pk, uuid)
             except Exception as exc:  # a broken connection or a truncated body
                 status, error = None, repr(exc)
             with self.lock:
                 self.results.append((time.monotonic(), name, status, error))
+                self.seconds_taken.setdefault(name, []).append(time.monotonic() - started)
             op += 1
 
     def api_list(self, browser, pk, uuid):
@@ -139,6 +143,9 @@ class Readers:
 
     def statuses(self, since: float = 0.0) -> Counter:
         return Counter((op, status) for at, op, status, _ in self.results if at >= since)
+
+    def median_ms(self) -> dict[str, int]:
+        return {name: round(statistics.median(taken) * 1000) for name, taken in self.seconds_taken.items()}
 
     def errors(self) -> list:
         return [(op, status, error) for _, op, status, error in self.results if status != 200 or error]
@@ -226,6 +233,7 @@ def _replica_serves(server, browser, token, events, primary, replica_db) -> dict
     assert "reads from the replica" in check, check
     return {
         "requests": {f"{op} {status}": n for (op, status), n in readers.statuses().items()},
+        "median ms": readers.median_ms(),
         "events table scans": served,
         "service connections on the replica": backends,
         "writes at the same time": load.status_counts(writes),
@@ -272,6 +280,7 @@ def _replica_stopped(server, browser, token, events, replica) -> dict:
     assert "auditlog.W010" in check, check
     return {
         "requests": {f"{op} {status}": n for (op, status), n in readers.statuses().items()},
+        "median ms": readers.median_ms(),
         "requests after the stop": sum(after_stop.values()),
         "admin says": down,
     }

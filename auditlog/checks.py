@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.db import connections
+from django.utils import timezone
 
+from auditlog.db.partitions import events_partitioned, partitions_list
 from auditlog.db.roles import exposures, runtime_role
 from auditlog.trail.append_only import guard_missing
 
@@ -303,6 +305,35 @@ def check_trail_protection(app_configs, databases=None, **kwargs) -> list:
         problems += guard_problems(alias)
         if settings.DATABASES[alias]["ENGINE"] in POSTGRESQL_ENGINES:
             problems += runtime_role_problems(alias)
+    return problems
+
+
+def partition_problems(alias: str) -> list:
+    if not events_partitioned(alias):
+        return []
+    now = timezone.now()
+    ahead = sum(1 for part in partitions_list(alias) if part.lower > now)
+    wanted = settings.AUDITLOG_PARTITIONS_AHEAD
+    if ahead >= wanted:
+        return []
+    return [
+        Warning(
+            f"Only {ahead} partition(s) of the events table exist ahead of the current period; "
+            f"AUDITLOG_PARTITIONS_AHEAD wants {wanted}.",
+            hint="Run `manage.py auditlog_partitions` (cron it daily, or keep `auditlog_seal --follow` "
+            "running, which runs it hourly). Ingest never fails for a missing partition (it makes its "
+            "own), but making one then costs the first request of the period a moment.",
+            obj=_obj(alias),
+            id="auditlog.W005",
+        )
+    ]
+
+
+@register(Tags.database)
+def check_partitions_ahead(app_configs, databases=None, **kwargs) -> list:
+    problems = []
+    for alias in databases or ():
+        problems += partition_problems(alias)
     return problems
 
 

@@ -55,10 +55,10 @@ class ActionLog(models.Model):
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=512, blank=True, default="")
     metadata = models.JSONField(default=dict, blank=True)
-    # Keys are revoked, never deleted (PROTECT), so no index is needed for the FK's own checks;
-    # the idempotency constraint below starts with source and serves lookups by it.
+    # Keys are revoked, never deleted (PROTECT), so no index is needed for the FK's own checks.
     source = models.ForeignKey(ApiKey, on_delete=models.PROTECT, related_name="events", db_index=False)
-    # NULL, not "", means "no key": the partial unique constraint below covers keyed rows only.
+    # NULL, not "", means "no key". Unique per source, held by EventKey (a partitioned table's
+    # unique constraints must include its partition key, so this one cannot be here).
     idempotency_key = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
     payload_hash = models.CharField(max_length=64)
 
@@ -80,16 +80,35 @@ class ActionLog(models.Model):
             ),
         ]
         constraints = [
-            models.UniqueConstraint(
-                fields=["source", "idempotency_key"],
-                condition=Q(idempotency_key__isnull=False),
-                name="auditlog_unique_idempotency_key",
-            ),
             models.CheckConstraint(condition=Q(outcome__in=Outcome.values), name="auditlog_outcome_valid"),
         ]
 
     def __str__(self):
         return f"{self.actor_id} {self.action} {self.target_type}:{self.target_id}".rstrip(":")
+
+
+class EventKey(models.Model):
+    """An idempotency key a source used, and the event it stored: the home of the key's
+    uniqueness, written in the same statement or transaction as the event. Narrow and not
+    partitioned: on PostgreSQL the events table is partitioned by received_at
+    (auditlog.db.partitions), and no unique constraint there can span partitions. A key lives as
+    long as its event: a purge removes both."""
+
+    pk = models.CompositePrimaryKey("source", "idempotency_key")
+    # the primary key starts with it: no index of its own
+    source = models.ForeignKey(
+        ApiKey, on_delete=models.PROTECT, related_name="+", db_constraint=False, db_index=False
+    )
+    idempotency_key = models.CharField(max_length=128)
+    event_uuid = models.UUIDField()
+    payload_hash = models.CharField(max_length=64)
+    received_at = models.DateTimeField()  # finds the event's partition; a purge deletes by it
+
+    class Meta:
+        indexes = [models.Index(fields=["received_at"], name="auditlog_eventkey_received")]
+
+    def __str__(self):
+        return f"{self.source_id}:{self.idempotency_key}"
 
 
 class TrailLeaf(models.Model):

@@ -309,6 +309,15 @@ AUDITLOG_RETRY_AFTER_SECONDS = env.int("AUDITLOG_RETRY_AFTER_SECONDS", default=1
 AUDITLOG_BODY_TIMEOUT = env.float("AUDITLOG_BODY_TIMEOUT", default=10.0)
 # Seconds an API key is cached per process: a revoked key stops working within this time.
 AUDITLOG_API_KEY_CACHE_SECONDS = env.float("AUDITLOG_API_KEY_CACHE_SECONDS", default=5.0)
+# PostgreSQL: events are partitioned by received_at, one partition per day, week or month
+# (auditlog.db.partitions; docs/scale.md measures why a month), made AUDITLOG_PARTITIONS_AHEAD
+# periods ahead by migrate, auditlog_partitions and auditlog_seal --follow (check auditlog.W005).
+AUDITLOG_PARTITION_INTERVAL = env.str("AUDITLOG_PARTITION_INTERVAL", default="month")
+if AUDITLOG_PARTITION_INTERVAL not in ("day", "week", "month"):
+    raise ImproperlyConfigured(
+        f"AUDITLOG_PARTITION_INTERVAL={AUDITLOG_PARTITION_INTERVAL!r}: use day, week or month"
+    )
+AUDITLOG_PARTITIONS_AHEAD = env.int("AUDITLOG_PARTITIONS_AHEAD", default=2)
 # Tamper evidence (docs/trail-format.md): how old an event must be to be sealed (every
 # transaction that could still commit a lower id has ended: a request's database work is bounded
 # by DATABASE_REQUEST_TIMEOUT and the server's timeouts, seconds).

@@ -11,11 +11,13 @@ import pytest
 from django.conf import settings
 from django.db import connection
 from django.db.backends.signals import connection_created
+from django.db.models.signals import pre_save
 from django.test import TransactionTestCase
 
+from auditlog.db.partitions import partitions_ensure_range
 from auditlog.db.writer_queue import writes_may_go
 from auditlog.keys.services import api_key_create
-from auditlog.models import Scope
+from auditlog.models import ActionLog, Scope
 
 EVENTS_URL = "/api/v1/events"
 BATCH_URL = "/api/v1/events/batch"
@@ -230,3 +232,14 @@ def trail_writes_take_the_writer_queue():
     yield
     found, unqueued_writes[:] = list(unqueued_writes), []
     assert not found, "wrote the trail's tables outside the SQLite writer queue:\n" + "\n".join(found)
+
+
+def _partition_for_a_test_row(sender, instance, **kwargs) -> None:
+    """A test's own ActionLog.objects.create() with a received_at of its choosing (any year)
+    gets its partition as the app's inserts do (auditlog.db.partitions); the app's one ORM
+    insert, event_record_internal, asks for it itself."""
+    if instance._state.adding:
+        partitions_ensure_range(instance.received_at, instance.received_at)
+
+
+pre_save.connect(_partition_for_a_test_row, sender=ActionLog, dispatch_uid="tests.partition_for_a_test_row")

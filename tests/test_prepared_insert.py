@@ -15,7 +15,7 @@ from tests.conftest import make_event, requires_postgres
 pytestmark = [requires_postgres, pytest.mark.django_db]
 
 
-INSERT = "INSERT INTO auditlog_actionlog%"
+INSERT = "WITH v (%INSERT INTO auditlog_actionlog%"  # the keys' insert, then the events'
 
 
 def insert_singles(count: int) -> None:

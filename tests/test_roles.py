@@ -109,8 +109,15 @@ ATTACKS = {
     ],
     "upsert over an event": [
         f"INSERT INTO {EVENTS} SELECT * FROM {EVENTS} WHERE id = {{event}}"
-        " ON CONFLICT (id) DO UPDATE SET actor_id = 'mallory'"
+        " ON CONFLICT (id, received_at) DO UPDATE SET actor_id = 'mallory'"
     ],
+    # the events' partitions, by name (docs/scale.md)
+    "delete from the event's partition": ["DELETE FROM {partition} WHERE id = {event}"],
+    "update in the event's partition": ["UPDATE {partition} SET actor_id = 'mallory' WHERE id = {event}"],
+    "truncate the event's partition": ["TRUNCATE {partition}"],
+    "detach the event's partition": [f"ALTER TABLE {EVENTS} DETACH PARTITION {{partition}}"],
+    "drop the event's partition": ["DROP TABLE {partition}"],
+    "forget the idempotency keys": ["DELETE FROM auditlog_eventkey"],
     "disable the triggers, then update": [f"ALTER TABLE {EVENTS} DISABLE TRIGGER USER", UPDATE],
     "drop the trigger, then update": [f"DROP TRIGGER auditlog_append_only ON {EVENTS}", UPDATE],
     "replace the trigger function": [
@@ -161,6 +168,10 @@ def test_the_runtime_role_cannot_change_or_remove_the_trail(seal_key):
     before = trail_rows()
     assert all(before[table] for table in GUARDED_TABLES)  # events, seals, checkpoints, anchor
     owner = connection.settings_dict["USER"]
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT tableoid::regclass::text FROM {EVENTS} WHERE id = %s", [event])
+        partition = cursor.fetchone()[0]
+    assert partition != EVENTS  # a partition of it
     succeeded = []
     with runtime_connect() as attacker:
         assert attacker.execute("SELECT current_user").fetchone()[0] == two_roles()
@@ -168,7 +179,7 @@ def test_the_runtime_role_cannot_change_or_remove_the_trail(seal_key):
             try:
                 with attacker.transaction():
                     for statement in statements:
-                        attacker.execute(statement.format(event=event, owner=owner))
+                        attacker.execute(statement.format(event=event, owner=owner, partition=partition))
             except psycopg.Error as exc:
                 if exc.sqlstate != INSUFFICIENT_PRIVILEGE:
                     succeeded.append(f"{name}: refused for another reason, {exc.sqlstate} {exc}")

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.utils import timezone
 
-from auditlog.reading.selectors import event_distinct_values
+from auditlog.reading.selectors import event_distinct_values, occurred_since
 
 MSG_BAD_DATE = "Use a date (2026-03-01) or a date-time (2026-03-01T14:00); times are UTC."
 
@@ -82,7 +82,7 @@ class OccurredRangeFilter(admin.ListFilter):
 
     def queryset(self, request, queryset):
         if since := self.used_parameters.get("since"):
-            queryset = queryset.filter(occurred_at__gte=parse_moment(since))
+            queryset = occurred_since(queryset, parse_moment(since))
         if until := self.used_parameters.get("until"):
             queryset = queryset.filter(occurred_at__lt=parse_moment(until, end_of_day=True))
         return queryset

@@ -14,7 +14,8 @@ from django.conf import settings
 from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, connections
 
-from auditlog.models import ActionLog, Checkpoint, RetentionRecord, TrailLeaf, TrailNode
+from auditlog.db.partitions import partitions_list
+from auditlog.models import ActionLog, Checkpoint, EventKey, RetentionRecord, TrailLeaf, TrailNode
 from auditlog.trail.append_only import PERMIT_TABLE
 
 EVENTS = ActionLog._meta.db_table
@@ -26,6 +27,7 @@ TRAIL = (EVENTS, *SEALS, PERMIT_TABLE)
 # lockouts, the admin's log) is the service's own data: DEFAULT_PRIVILEGES.
 RUNTIME_PRIVILEGES = {
     EVENTS: ("SELECT", "INSERT"),  # producers append; nothing changes or removes an event
+    EventKey._meta.db_table: ("SELECT", "INSERT"),  # a key lives as long as its event
     **dict.fromkeys(SEALS, ("SELECT",)),  # verify reads them; sealing and purge write them
     PERMIT_TABLE: (),  # a permit to delete is the maintenance role's alone
     "django_migrations": ("SELECT",),  # the schema is the maintenance role's
@@ -50,11 +52,13 @@ def runtime_role(using: str = "default") -> str:
 
 
 def _tables(using: str) -> tuple[str, list[str]]:
-    """The schema the connection works in, and its tables."""
+    """The schema the connection works in, and its tables (not the events' partitions: every
+    role but their owner reaches them through the events table, with its privileges)."""
     with connections[using].cursor() as cursor:
         cursor.execute(
             "SELECT current_schema(), array_agg(relname::text ORDER BY relname) FROM pg_class"
             " WHERE relnamespace = current_schema()::regnamespace AND relkind IN ('r', 'p')"
+            " AND NOT relispartition"
         )
         schema, tables = cursor.fetchone()
     return schema, tables or []
@@ -102,8 +106,9 @@ def exposures(role: str, using: str = "default") -> list[str]:
             return [f"{role} is a superuser: it can do anything, triggers off included"]
         found, owned = [], []
         schema, tables = _tables(using)
-        for table in TRAIL:
-            if table not in tables:
+        partitions = [part.name for part in partitions_list(using)]  # reachable by name too
+        for table in (*TRAIL, *partitions):
+            if table not in tables and table not in partitions:
                 continue
             qualified = f"{schema}.{table}"
             cursor.execute(
@@ -115,7 +120,7 @@ def exposures(role: str, using: str = "default") -> list[str]:
             if member:
                 owned.append(table if owner == role else f"{table} (as a member of its owner {owner})")
                 continue
-            changing = CHANGING if table == EVENTS else ("INSERT", *CHANGING)
+            changing = CHANGING if table == EVENTS or table in partitions else ("INSERT", *CHANGING)
             cursor.execute(
                 "SELECT array_agg(p ORDER BY p) FROM unnest(%s::text[]) p"
                 " WHERE has_table_privilege(%s, %s, p)",

@@ -8,6 +8,7 @@ from uuid import UUID
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.utils import timezone
 
+from auditlog.db.partitions import ingest_partitions
 from auditlog.db.writer_queue import sqlite_writer_queue
 from auditlog.events.definition import FIELDS
 from auditlog.events.uuid7 import uuid7
@@ -17,7 +18,7 @@ from auditlog.ingest.group_commit import group_commit
 from auditlog.ingest.storage import EventRows, events_insert, events_insert_new
 from auditlog.keys.tokens import token_generate, token_hash
 from auditlog.models import ActionLog, ApiKey
-from auditlog.reading.selectors import events_get_by_idempotency_keys
+from auditlog.reading.selectors import KeyHolder, events_get_by_idempotency_keys
 
 logger = logging.getLogger(__name__)
 # A concurrent batch with the same idempotency key can win the race on PostgreSQL between our
@@ -46,7 +47,7 @@ class StoredEvent:
 @dataclass(frozen=True, slots=True)
 class EventOutcome:
     status: int  # CREATED, REPLAYED or CONFLICT
-    event: StoredEvent | ActionLog | None
+    event: StoredEvent | KeyHolder | None
 
 
 # What a validated event gives the model as it is: every column EventInput holds (metadata as
@@ -69,6 +70,7 @@ def event_create(*, source: ApiKey, event: EventInput) -> EventOutcome:
     alone. Raises IdempotencyConflict when the key was used for another body.
     """
     received_at = timezone.now()
+    ingest_partitions.ready(received_at)
     stored = StoredEvent(uuid7(), received_at)
     row = EventRows(received_at=received_at, source_id=source.pk).row(event, stored.uuid)
     if connection.in_atomic_block:
@@ -97,6 +99,7 @@ def events_create_batch(*, source: ApiKey, events: list[EventInput]) -> list[Eve
     way: look its keys up and store the new events only. (Looking 1,000 keys up cost more
     than the insert itself, and PostgreSQL plans it as a table scan until the table is large.)
     """
+    ingest_partitions.ready(timezone.now())
     with sqlite_writer_queue():
         if _keys_distinct(events):
             try:
@@ -138,19 +141,12 @@ def _batch_insert(source: ApiKey, events: list[EventInput], received_at: datetim
             continue
         stored = StoredEvent(uuid7(), received_at)
         if event.idempotency_key is not None:  # a repeat later in this batch replays it
-            known[event.idempotency_key] = _Replayable(stored.uuid, stored.received_at, event.payload_hash)
+            known[event.idempotency_key] = KeyHolder(stored.uuid, stored.received_at, event.payload_hash)
         rows.append(make.row(event, stored.uuid))
         outcomes.append(EventOutcome(CREATED, stored))
     if rows:
         events_insert(rows)
     return outcomes
-
-
-@dataclass(frozen=True, slots=True)
-class _Replayable:
-    uuid: UUID
-    received_at: datetime
-    payload_hash: str
 
 
 INTERNAL_SOURCE_NAME = "auditlog-internal"
@@ -201,6 +197,7 @@ def event_record_internal(
         }
     )
     log = _event_build(internal_source(), event, now)
+    ingest_partitions.ready(now)
     with sqlite_writer_queue():
         log.save(force_insert=True)
     return log

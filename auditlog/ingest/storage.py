@@ -16,10 +16,11 @@ from uuid import UUID
 import psycopg
 from django.db import DEFAULT_DB_ALIAS, connection, connections, transaction
 
+from auditlog.db.partitions import partitions_ensure_range
 from auditlog.db.writer_queue import sqlite_writer_queue
 from auditlog.events.definition import FIELDS
 from auditlog.events.validation import EventInput
-from auditlog.models import ActionLog
+from auditlog.models import ActionLog, EventKey
 
 # EventRows takes these from the validated event as they are: every column EventInput holds
 # but occurred_at (when received, if not given) and metadata (its canonical JSON, below).
@@ -35,12 +36,18 @@ COLUMNS = ("uuid", *_AS_VALIDATED, "metadata", "occurred_at", "received_at", "so
 _EVENT_VALUES = itemgetter(*(EventInput._fields.index(name) for name in (*_AS_VALIDATED, "metadata_json")))
 
 
-def _insert_sql() -> str:
-    table = ActionLog._meta.db_table
-    return f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))})"
-
-
-_INSERT_SQL = _insert_sql()
+# EventKey's columns, in an EventRows row's terms: its key's values, and where its key is.
+KEY_COLUMNS = ("source_id", "idempotency_key", "event_uuid", "payload_hash", "received_at")
+_KEY_VALUES = itemgetter(
+    *(COLUMNS.index(name) for name in ("source_id", "idempotency_key", "uuid", "payload_hash", "received_at"))
+)
+_KEY_AT = COLUMNS.index("idempotency_key")
+_RECEIVED_AT = COLUMNS.index("received_at")
+_EVENTS, _KEYS = ActionLog._meta.db_table, EventKey._meta.db_table
+_INSERT_SQL = f"INSERT INTO {_EVENTS} ({', '.join(COLUMNS)}) VALUES ({', '.join(['%s'] * len(COLUMNS))})"
+_KEYS_INSERT_SQL = f"INSERT INTO {_KEYS} ({', '.join(KEY_COLUMNS)}) VALUES ({', '.join(['%s'] * 5)})"
+_COPY_SQL = f"COPY {_EVENTS} ({', '.join(COLUMNS)}) FROM STDIN"
+_KEYS_COPY_SQL = f"COPY {_KEYS} ({', '.join(KEY_COLUMNS)}) FROM STDIN"
 
 
 class EventRows:
@@ -72,27 +79,36 @@ class EventRows:
 
 
 def events_insert(rows: list[tuple]) -> None:
-    """Insert a batch of rows from EventRows (the caller owns the transaction).
+    """Insert a batch of rows from EventRows (the caller owns the transaction): the keys of those
+    that have one into EventKey, then the events.
 
     SQLite's executemany; on PostgreSQL, COPY, which costs the server a fraction of per-row
-    INSERTs. A duplicate idempotency key fails the whole statement with IntegrityError, which
+    INSERTs. A duplicate idempotency key fails the keys' statement with IntegrityError, which
     the batch service retries.
     """
+    keys = [_KEY_VALUES(row) for row in rows if row[_KEY_AT] is not None]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            with connection.wrap_database_errors, cursor.copy(_copy_sql()) as copy:
-                for row in rows:
-                    copy.write_row(row)
+            with connection.wrap_database_errors:
+                for sql, values in ((_KEYS_COPY_SQL, keys), (_COPY_SQL, rows)):
+                    if values:
+                        with cursor.copy(sql) as copy:
+                            for row in values:
+                                copy.write_row(row)
         else:
+            if keys:
+                cursor.executemany(_KEYS_INSERT_SQL, keys)
             cursor.executemany(_INSERT_SQL, rows)
 
 
 def events_insert_new(rows: list[tuple]) -> set:
-    """Insert rows from EventRows in one statement; return the uuids (as in the rows) stored.
+    """Insert rows from EventRows; return the uuids (as in the rows) stored.
 
     A row whose idempotency key this source already used (or that repeats a key among the
-    rows) is skipped, not an error: `INSERT ... ON CONFLICT (source_id, idempotency_key)
-    DO NOTHING RETURNING uuid`. Any other violation fails the statement.
+    rows) is skipped, not an error: its key's insert into EventKey is `ON CONFLICT DO NOTHING`,
+    and only the rows whose keys went in (or that have none) are inserted. On PostgreSQL that is
+    one statement (the keys' INSERT a data-modifying WITH query of the events' INSERT); on SQLite
+    two, in one transaction. Any other violation fails it all.
 
     It runs the steps of Django's cursor().execute() that matter (the health check of a
     reused connection, connecting with errors wrapped, the refusal to run in a broken
@@ -100,12 +116,30 @@ def events_insert_new(rows: list[tuple]) -> set:
     placeholder rewrite, a fifth of a lone INSERT's cost. Where queries are logged (DEBUG) or
     wrapped (connection.execute_wrapper), Django's cursor runs it instead, so they see it.
     """
-    params = [value for row in rows for value in row]
     db = connections[DEFAULT_DB_ALIAS]
+    if db.vendor == "sqlite" and any(row[_KEY_AT] is not None for row in rows):
+        with transaction.atomic():
+            taken = _execute(db, _sqlite_keys_sql(len(rows)), [v for row in rows for v in _KEY_VALUES(row)])
+            new = {uuid for (uuid,) in taken}
+            rows = [row for row in rows if row[_KEY_AT] is None or row[0] in new]
+            return (
+                {uuid for (uuid,) in _execute(db, _insert_new_sql(len(rows), "?"), _flat(rows))}
+                if rows
+                else set()
+            )
+    placeholder = "?" if db.vendor == "sqlite" else "%s"
+    return {uuid for (uuid,) in _execute(db, _insert_new_sql(len(rows), placeholder), _flat(rows))}
+
+
+def _flat(rows: list[tuple]) -> list:
+    return [value for row in rows for value in row]
+
+
+def _execute(db, sql: str, params: list) -> list[tuple]:
     if db.queries_logged or db.execute_wrappers:
         with db.cursor() as cursor:
-            cursor.execute(_insert_new_sql(len(rows), "%s"), params)
-            return {uuid for (uuid,) in cursor.fetchall()}
+            cursor.execute(sql.replace("?", "%s") if db.vendor == "sqlite" else sql, params)
+            return cursor.fetchall()
     # Each step below is one Django's cursor().execute() takes, for the same reason:
     # CONN_HEALTH_CHECKS: a reused connection the server dropped is replaced, not used.
     db.close_if_health_check_failed()
@@ -119,32 +153,48 @@ def events_insert_new(rows: list[tuple]) -> set:
     with db.wrap_database_errors:
         if db.vendor == "sqlite":
             # sqlite3's own "?" style: Django's SQLite cursor would rewrite every "%s" per call.
-            stored = db.connection.execute(_insert_new_sql(len(rows), "?"), params).fetchall()
-        else:
-            # Server-side binding (psycopg.Cursor; Django's own cursors bind client-side): the
-            # values travel apart from the SQL, which psycopg need not quote into it, and the
-            # statement can be prepared: psycopg prepares it once it has run
-            # OPTIONS["prepare_threshold"] times on this connection with this row count
-            # (DATABASE_PREPARED_STATEMENTS, config/settings.py); None prepares nothing.
-            with psycopg.Cursor(db.connection) as cursor:
-                stored = cursor.execute(_insert_new_sql(len(rows), "%s"), params).fetchall()
-    return {uuid for (uuid,) in stored}
+            return db.connection.execute(sql, params).fetchall()
+        # Server-side binding (psycopg.Cursor; Django's own cursors bind client-side): the
+        # values travel apart from the SQL, which psycopg need not quote into it, and the
+        # statement can be prepared: psycopg prepares it once it has run
+        # OPTIONS["prepare_threshold"] times on this connection with this row count
+        # (DATABASE_PREPARED_STATEMENTS, config/settings.py); None prepares nothing.
+        with psycopg.Cursor(db.connection) as cursor:
+            return cursor.execute(sql, params).fetchall()
 
 
 @functools.cache
 def _insert_new_sql(count: int, placeholder: str) -> str:
-    table = ActionLog._meta.db_table
-    values = ", ".join([f"({', '.join([placeholder] * len(COLUMNS))})"] * count)
-    # The conflict target names the partial unique index on (source, idempotency_key).
+    if placeholder == "?":  # SQLite: the keys went in first (_sqlite_keys_sql)
+        values = ", ".join([f"({', '.join([placeholder] * len(COLUMNS))})"] * count)
+        return f"INSERT INTO {_EVENTS} ({', '.join(COLUMNS)}) VALUES {values} RETURNING uuid"
+    # PostgreSQL: the rows as a VALUES list (each value cast to its column's type: a VALUES list
+    # takes no type from where its rows go), the keys' insert a WITH query whose RETURNING says
+    # which keys went in, then the events with no key or with one of those.
+    cast = [f"%s::{_db_type(name)}" for name in COLUMNS]
+    values = ", ".join([f"({', '.join(cast)})"] * count)
     return (
-        f"INSERT INTO {table} ({', '.join(COLUMNS)}) VALUES {values} "
-        "ON CONFLICT (source_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
-        "RETURNING uuid"
+        f"WITH v ({', '.join(COLUMNS)}) AS (VALUES {values}), "
+        f"k AS (INSERT INTO {_KEYS} ({', '.join(KEY_COLUMNS)}) "
+        f"SELECT source_id, idempotency_key, uuid, payload_hash, received_at FROM v "
+        "WHERE idempotency_key IS NOT NULL ON CONFLICT DO NOTHING RETURNING event_uuid) "
+        f"INSERT INTO {_EVENTS} ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM v "
+        "WHERE idempotency_key IS NULL OR uuid IN (SELECT event_uuid FROM k) RETURNING uuid"
     )
 
 
-def _copy_sql() -> str:
-    return f"COPY {ActionLog._meta.db_table} ({', '.join(COLUMNS)}) FROM STDIN"
+@functools.cache
+def _sqlite_keys_sql(count: int) -> str:
+    values = ", ".join([f"({', '.join(['?'] * len(KEY_COLUMNS))})"] * count)
+    return (
+        f"INSERT INTO {_KEYS} ({', '.join(KEY_COLUMNS)}) SELECT * FROM (VALUES {values}) "
+        "WHERE column2 IS NOT NULL ON CONFLICT DO NOTHING RETURNING event_uuid"
+    )
+
+
+def _db_type(name: str) -> str:
+    field = ActionLog._meta.get_field(name)
+    return (field.target_field if field.is_relation else field).db_type(connection)
 
 
 def rows_prepare(rows: list[tuple]) -> list[tuple]:
@@ -168,5 +218,8 @@ def rows_prepare(rows: list[tuple]) -> list[tuple]:
 
 def events_bulk_insert_prepared(rows: list[tuple]) -> None:
     """Insert rows_prepare() output in one transaction."""
+    if rows and connection.vendor == "postgresql":
+        received = [row[_RECEIVED_AT] for row in rows]
+        partitions_ensure_range(min(received), max(received))
     with sqlite_writer_queue(), transaction.atomic():
         events_insert(rows)

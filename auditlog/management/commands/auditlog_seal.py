@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from auditlog.db.connections import close_old_connections_between_units
+from auditlog.db.partitions import events_partitioned, partitions_ensure_ahead
 from auditlog.db.roles import maintenance_only
 from auditlog.db.timeouts import command_timeouts
 from auditlog.trail.tree import TrailError, seal_cutoff_id, trail_signer, tree_append
@@ -101,8 +102,13 @@ class Command(BaseCommand):
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
         done = 0
+        partitions_due = 0.0
         while not stop.is_set():
             try:
+                if time.monotonic() >= partitions_due and events_partitioned():
+                    # the partitions ahead, hourly: no cron needed where this worker runs
+                    partitions_ensure_ahead(timezone.now(), settings.AUDITLOG_PARTITIONS_AHEAD)
+                    partitions_due = time.monotonic() + 3600
                 self._tree(block_size, checkpoint_after=settings.AUDITLOG_CHECKPOINT_INTERVAL_SECONDS)
             # A database restart, or an event that cannot be sealed: say so and try again next
             # round (auditlog_verify reports events left unsealed); the worker never dies of it.

@@ -73,15 +73,15 @@ def admin_session(server: Server) -> str:
     body = urlencode(
         {"username": "bench", "password": PASSWORD, "csrfmiddlewaretoken": csrf, "next": "/admin/"}
     )
-    status, headers, _ = server.get(
+    status, headers, _ = server.request(
+        "POST",
         "/admin/login/",
+        body,
         {
             "Cookie": f"csrftoken={csrf}",
             "Content-Type": "application/x-www-form-urlencoded",
             "Referer": "http://127.0.0.1/",
         },
-        method="POST",
-        body=body,
     )
     session = [v for k, v in headers if k == "Set-Cookie" and v.startswith("sessionid=")]
     if status != 302 or not session:

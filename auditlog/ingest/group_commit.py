@@ -4,9 +4,10 @@ A lone INSERT costs mostly per statement and per commit, not per row: PostgreSQL
 starts an executor and flushes its WAL for each; SQLite takes its write lock, rereads the
 pages other connections changed and writes every index page it touched to the WAL. Under
 load a worker's threads reach their insert at nearly the same time. The first becomes the
-leader: it stores every row waiting, in one `INSERT ... ON CONFLICT DO NOTHING RETURNING`
-on its own connection, wakes their threads and hands leadership to the next thread waiting.
-Nobody waits for company: a quiet service inserts each event alone, as before.
+leader: it stores every row waiting, in one statement (auditlog.ingest.storage's
+events_insert_new: the rows whose idempotency keys are new) on its own connection, wakes
+their threads and hands leadership to the next thread waiting. Nobody waits for company: a
+quiet service inserts each event alone, as before.
 
 Each request still answers after its own row is committed, or fails when the statement
 failed, in which case no row of the group is stored (one statement, one transaction).

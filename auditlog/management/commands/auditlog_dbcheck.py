@@ -2,8 +2,10 @@ from django.conf import settings
 from django.core.checks import ERROR, Warning
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
+from django.utils import timezone
 
 from auditlog import checks
+from auditlog.db.partitions import events_partitioned, partitions_list
 from auditlog.db.replica import REPLICA, replica_health, replica_status
 from auditlog.db.roles import runtime_role
 from auditlog.trail.append_only import GUARDED_TABLES, POSTGRESQL_TRIGGERS, SQLITE_TRIGGERS, guard_missing
@@ -120,9 +122,11 @@ class Command(BaseCommand):
             self._pooler_row(alias),
             ("runtime role", runtime_role(alias), "auditlog.W003"),
             self._guard_row(alias),
+            self._partitions_row(alias),
         ]
         problems = (
-            checks.postgres_problems(alias, config)
+            checks.partition_problems(alias)
+            + checks.postgres_problems(alias, config)
             + checks.server_problems(alias, config, limits, cap)
             + checks.guard_problems(alias)
             + checks.runtime_role_problems(alias)
@@ -164,6 +168,19 @@ class Command(BaseCommand):
             "way to the server",
             f"{way}; statement_timeout {statement}, lock_timeout {lock}",
             "auditlog.W004",
+        )
+
+    def _partitions_row(self, alias):
+        """The events' partitions (docs/scale.md): how many, their interval, how many ahead."""
+        if not events_partitioned(alias):
+            return ("events partitions", "none (not migrated yet)", "auditlog.W005")
+        parts = partitions_list(alias)
+        ahead = sum(1 for part in parts if part.lower > timezone.now())
+        return (
+            "events partitions",
+            f"{len(parts)} by {settings.AUDITLOG_PARTITION_INTERVAL} of received_at, {ahead} ahead "
+            f"(want {settings.AUDITLOG_PARTITIONS_AHEAD})",
+            "auditlog.W005",
         )
 
     def _guard_row(self, alias):

@@ -1,5 +1,8 @@
-"""Retention under load: a purge of 200,000 old events while producers ingest at full speed."""
+"""Retention under load: a purge of 200,000 old events while producers ingest at full speed; on
+PostgreSQL whole months go as partitions. The events are sealed first, and the trail verifies
+after."""
 
+import functools
 import io
 import subprocess
 import sys
@@ -11,6 +14,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from auditlog.models import ActionLog
+from auditlog.trail.note import Signer
 from tests.live import load
 from tests.live.conftest import ROOT, server_env
 from tests.live.test_concurrency import stored, write_summary
@@ -21,20 +25,21 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 def test_purging_200000_events_during_full_speed_ingest_loses_no_request(gunicorn, writer_key):
     key, token = writer_key
     call_command("auditlog_demo", "--count", "200000", "--seed", "9", stdout=io.StringIO())
+    trail = server_env(
+        AUDITLOG_TRAIL_KEY=Signer.generate("purge.example/log").text(), AUDITLOG_SEAL_DELAY_SECONDS="0"
+    )
+    manage = functools.partial(
+        subprocess.run, cwd=ROOT, env=trail, capture_output=True, text=True, timeout=300
+    )
+    sealed = manage([sys.executable, "manage.py", "auditlog_seal"])
+    assert sealed.returncode == 0, sealed.stdout + sealed.stderr
     plan = load.Plan(clients=32, ops=100_000, stop=threading.Event())
     runner = threading.Thread(target=lambda: setattr(plan, "results", load.run(plan, gunicorn.port, token)))
     runner.start()
     time.sleep(1.0)
 
     started = time.monotonic()
-    purge = subprocess.run(
-        [sys.executable, "manage.py", "auditlog_purge", "--older-than", "1"],
-        cwd=ROOT,
-        env=server_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    purge = manage([sys.executable, "manage.py", "auditlog_purge", "--older-than", "1"])
     purge_seconds = time.monotonic() - started
     time.sleep(1.0)
     plan.stop.set()
@@ -63,3 +68,7 @@ def test_purging_200000_events_during_full_speed_ingest_loses_no_request(gunicor
     assert len(results) > 1000
     assert acked.items() <= stored(key).items()
     assert "database is locked" not in gunicorn.log()
+    sealed = manage([sys.executable, "manage.py", "auditlog_seal"])  # what the producers added
+    assert sealed.returncode == 0, sealed.stdout + sealed.stderr
+    verified = manage([sys.executable, "manage.py", "auditlog_verify"])
+    assert verified.returncode == 0, verified.stdout + verified.stderr

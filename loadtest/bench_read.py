@@ -15,7 +15,16 @@ import sys
 import time
 from urllib.parse import urlencode
 
-from harness import OUT, Server, django_shell, manage, postgres_database, postgres_reachable, sqlite_database
+from harness import (
+    OUT,
+    SETUP_BOUNDS,
+    Server,
+    django_shell,
+    manage,
+    postgres_database,
+    postgres_reachable,
+    sqlite_database,
+)
 
 PASSWORD = "bench-password-1"
 
@@ -23,7 +32,7 @@ PASSWORD = "bench-password-1"
 def prepare(database_url: str, events: int) -> dict:
     """Create the database if needed, load the events, ANALYZE; return ids for the requests."""
     manage(database_url, "migrate", "--noinput")
-    return django_shell(database_url, PREPARE.replace("EVENTS", str(events)))
+    return django_shell(database_url, PREPARE.replace("EVENTS", str(events)), **SETUP_BOUNDS)
 
 
 # Runs inside `manage.py shell` against the benchmark database.

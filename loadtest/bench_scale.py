@@ -5,7 +5,7 @@
 2. Pages: the read benchmark's admin and API pages (loadtest/bench_read.py) over gunicorn.
 3. Ingest with partitions against without, in one run: the same prepared rows COPYed in
    transactions of 1,000 (as the API's batches store events) into the partitioned table and into
-   a plain table of the same columns and indexes (LIKE ... INCLUDING ALL) that holds the same
+   a plain table of the same columns, indexes and foreign key (LIKE ... INCLUDING ALL) that holds the same
    rows as the partition receiving them, alternating in rounds so both see the same load drift.
 5. The interval: the API's first page and an event by id, planned and run over 12 (a year of
    months), 52 (of weeks) and 365 (of days) partitions of the events table's shape, each holding
@@ -27,7 +27,7 @@ import sys
 import time
 
 from bench_read import run_database
-from harness import OUT, django_shell, manage, postgres_database, postgres_reachable
+from harness import OUT, SETUP_BOUNDS, django_shell, manage, postgres_database, postgres_reachable
 
 INGEST = r"""
 import json, random, time
@@ -53,6 +53,13 @@ rows = rows_prepare(rows)
 with connection.cursor() as cursor:
     cursor.execute("DROP TABLE IF EXISTS bench_flat")
     cursor.execute("CREATE TABLE bench_flat (LIKE auditlog_actionlog INCLUDING ALL)")
+    # LIKE copies no foreign key; the events' one (checked at each commit) goes along
+    cursor.execute(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conrelid = 'auditlog_actionlog'::regclass AND contype = 'f'"
+    )
+    for (definition,) in cursor.fetchall():
+        cursor.execute(f"ALTER TABLE bench_flat ADD {definition}")
     cursor.execute(f"INSERT INTO bench_flat SELECT * FROM {part.name}")
     cursor.execute(
         "SELECT setval(pg_get_serial_sequence('bench_flat', 'id'), (SELECT max(id) FROM auditlog_actionlog))"
@@ -120,12 +127,11 @@ while deleted < DELETE_ROWS:
     with transaction.atomic():
         delete_permit_grant("bench_scale")
         _keys_delete_of_events(upper)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"DELETE FROM auditlog_actionlog WHERE id IN (SELECT id FROM {batched.name} WHERE id <= %s)",
-                [upper],
-            )
-            deleted += cursor.rowcount
+        # auditlog_purge's batch, bounded to the partition's time range (rows of earlier runs
+        # hold lower ids in every period)
+        deleted += ActionLog.objects.filter(
+            id__lte=upper, received_at__gte=batched.lower, received_at__lt=batched.upper
+        ).delete()[0]
         delete_permit_revoke()
 batched_seconds = time.perf_counter() - started
 
@@ -217,12 +223,16 @@ def main():
         "print(json.dumps({'id': api_key_create(name='bench-scale', scopes={'write'})[0].pk}))",
     )
     report["ingest"] = django_shell(
-        url, INGEST.replace("INGEST_ROWS", str(args.ingest_rows)).replace("SOURCE_ID", str(source["id"]))
+        url,
+        INGEST.replace("INGEST_ROWS", str(args.ingest_rows)).replace("SOURCE_ID", str(source["id"])),
+        **SETUP_BOUNDS,
     )
     print("[scale] retention: a partition dropped against batched deletes...", file=sys.stderr)
-    report["retention"] = django_shell(url, RETENTION.replace("DELETE_ROWS", str(args.delete_rows)))
+    report["retention"] = django_shell(
+        url, RETENTION.replace("DELETE_ROWS", str(args.delete_rows)), **SETUP_BOUNDS
+    )
     print("[scale] the interval: queries over 12, 52 and 365 partitions...", file=sys.stderr)
-    report["interval"] = django_shell(url, INTERVAL)
+    report["interval"] = django_shell(url, INTERVAL, **SETUP_BOUNDS)
     manage(url, "auditlog_partitions", "--list")
     (OUT / "bench-scale.json").write_text(json.dumps(report, indent=2))
     ingest, retention = report["ingest"], report["retention"]

@@ -3,6 +3,7 @@ table on both databases, and retention by partition."""
 
 import gzip
 import io
+import itertools
 from datetime import timedelta
 
 import pytest
@@ -14,7 +15,10 @@ from django.utils import timezone
 from auditlog.checks import partition_problems
 from auditlog.db.partitions import (
     events_partitioned,
+    function_install,
     ingest_partitions,
+    partition_ensure,
+    partitions_ensure_ahead,
     partitions_ensure_range,
     partitions_list,
 )
@@ -172,3 +176,29 @@ def test_a_time_range_reads_only_the_partitions_it_can_hold():
     assert [name for name in names if name in plan and name not in current] == [
         part.name for part in partitions_list() if part.lower > timezone.now()
     ]
+
+
+@requires_postgres
+def test_a_changed_interval_fits_new_partitions_between_the_old_ones(settings):
+    """From months to weeks: a time a month partition holds stays there, and the weeks after it
+    start where it ends, so no time is in two partitions or in none."""
+    with as_owner():
+        months = partitions_ensure_ahead(timezone.now(), 2)
+        settings.AUDITLOG_PARTITION_INTERVAL = "week"
+        function_install(connection)
+        try:
+            inside = partition_ensure(months[-1].lower + timedelta(days=3))
+            first_week = partition_ensure(months[-1].upper)
+            second_week = partition_ensure(first_week.upper)
+        finally:
+            settings.AUDITLOG_PARTITION_INTERVAL = "month"
+            function_install(connection)
+
+    assert inside == months[-1]
+    assert first_week.lower == months[-1].upper
+    assert first_week.upper - first_week.lower <= timedelta(days=7)
+    assert first_week.upper.weekday() == 0  # then whole weeks, Monday to Monday
+    assert second_week.lower == first_week.upper
+    assert second_week.upper - second_week.lower == timedelta(days=7)
+    parts = partitions_list()
+    assert all(a.upper <= b.lower for a, b in itertools.pairwise(parts))

@@ -205,19 +205,11 @@ def partition_archive(part: PartitionPurge, directory: Path) -> Path:
 
 
 def partition_drop(part: Partition, batch_size: int) -> None:
-    """Detach the partition without stopping ingest or reads (CONCURRENTLY waits for the queries
-    using it), remove its events' idempotency keys, then drop it."""
+    """Remove the partition's events' idempotency keys, detach it without stopping ingest or
+    reads (CONCURRENTLY waits for the queries using it), and drop it at once: an interruption
+    leaves it attached (a detach half-way is finished with FINALIZE next time), or gone."""
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
-        cursor.execute("SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = %s::regclass", [part.name])
-        row = cursor.fetchone()
-        if row is not None:
-            # FINALIZE: a detach interrupted half-way. CONCURRENTLY cannot run inside a caller's
-            # transaction: there the plain DETACH (ACCESS EXCLUSIVE, for a moment) does.
-            how = "FINALIZE" if row[0] else "" if connection.in_atomic_block else "CONCURRENTLY"
-            cursor.execute(f"ALTER TABLE {EVENTS} DETACH PARTITION {quote(part.name)} {how}")
-        if connection.in_atomic_block:  # its inserts' deferred foreign key checks, now: DROP refuses them
-            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         keys = EventKey._meta.db_table
         while True:
             cursor.execute(
@@ -227,6 +219,16 @@ def partition_drop(part: Partition, batch_size: int) -> None:
             )
             if not cursor.rowcount:
                 break
+        cursor.execute("SELECT inhdetachpending FROM pg_inherits WHERE inhrelid = %s::regclass", [part.name])
+        row = cursor.fetchone()
+        if row is not None:
+            # CONCURRENTLY cannot run inside a caller's transaction: there the plain DETACH
+            # (ACCESS EXCLUSIVE, for a moment) does; its inserts' deferred foreign key checks
+            # run now, as DROP refuses a table with pending ones.
+            how = "FINALIZE" if row[0] else "" if connection.in_atomic_block else "CONCURRENTLY"
+            if connection.in_atomic_block:
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cursor.execute(f"ALTER TABLE {EVENTS} DETACH PARTITION {quote(part.name)} {how}")
         cursor.execute(f"DROP TABLE {quote(part.name)}")
 
 

@@ -117,14 +117,6 @@ def replica_check() -> ReplicaState:
     except DatabaseError as exc:
         _close_if_broken()
         return ReplicaState(up=False, lag=None, checked_at=time.monotonic(), reason=_first_line(exc))
-    logger.warning(
-        "DEBUGREPL P=%s Tp=%s rec=%s R=%s Tr=%s",
-        primary_lsn,
-        primary_time,
-        in_recovery,
-        replay_lsn,
-        replay_time,
-    )
     lag, reason = replica_lag(
         primary_lsn=primary_lsn,
         primary_time=primary_time,

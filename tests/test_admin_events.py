@@ -355,3 +355,55 @@ def test_the_links_back_from_a_detail_page_keep_working_filters(admin_client, ev
     answers = {url: listed(admin_client.get(url)) for url in urls}
 
     assert answers == dict.fromkeys(urls, ["+1"])
+
+
+# --- the auditor's reading: precise times, what does not belong, before/after -----------------
+
+
+def test_times_are_utc_to_the_millisecond_and_say_so(admin_client, api):
+    at = "2026-03-01T09:41:07.123456+02:00"
+    assert (
+        api.post("/api/v1/events", make_event(occurred_at=at, metadata={"note": "precise"})).status_code
+        == 201
+    )
+    event = ActionLog.objects.get(metadata__note="precise")
+
+    listing = admin_client.get(LIST_URL).content.decode()
+    detail = admin_client.get(f"{LIST_URL}{event.pk}/change/").content.decode()
+
+    assert "2026-03-01 07:41:07.123" in listing and "occurred (UTC)" in listing
+    assert "2026-03-01 07:41:07.123" in detail and "Occurred (UTC)" in detail
+    received = event.received_at.astimezone(UTC)
+    assert f"{received:%Y-%m-%d %H:%M:%S}.{received.microsecond // 1000:03d}" in detail
+    assert "Received (UTC)" in detail
+
+
+def test_events_have_no_history_and_the_admin_no_view_site_link(admin_client, events):
+    event = events["a"]
+    detail = admin_client.get(f"{LIST_URL}{event.pk}/change/").content.decode()
+
+    assert "/history/" not in detail and ">History<" not in detail
+    assert admin_client.get(f"{LIST_URL}{event.pk}/history/").status_code == 404
+    assert "View site" not in admin_client.get("/admin/").content.decode()
+
+
+def test_changes_show_as_field_before_after_escaped(admin_client, api):
+    changes = {"email": ["old@x.example", "new@x.example"], "role": ["<b>user</b>", None], "tries": [1, 2]}
+    api.post("/api/v1/events", make_event(metadata={"changes": changes, "note": "changed"}))
+    api.post("/api/v1/events", make_event(metadata={"changes": {"email": "not a pair"}, "note": "other"}))
+    changed = ActionLog.objects.get(metadata__note="changed")
+    other = ActionLog.objects.get(metadata__note="other")
+
+    page = admin_client.get(f"{LIST_URL}{changed.pk}/change/").content.decode()
+    table = re.search(r'<table class="auditlog-changes">.*?</table>', page, re.S)[0]
+    rows = re.findall(r"<tr><th scope=\"row\">(.*?)</th><td>(.*?)</td><td>(.*?)</td></tr>", table)
+
+    assert rows == [
+        ("email", "old@x.example", "new@x.example"),
+        ("role", "&lt;b&gt;user&lt;/b&gt;", "null"),
+        ("tries", "1", "2"),
+    ]
+    assert "<b>user</b>" not in page
+    assert (
+        'class="auditlog-changes"' not in admin_client.get(f"{LIST_URL}{other.pk}/change/").content.decode()
+    )

@@ -1,3 +1,7 @@
 """The admin: API keys (create, revoke) and audit events (read-only, built for millions of rows)."""
 
+from django.contrib import admin
+
 from auditlog.admin import api_keys, events  # noqa: F401  (registers the ModelAdmins)
+
+admin.site.site_url = None  # no "View site": this service has no site besides the admin and the API

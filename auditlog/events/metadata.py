@@ -91,7 +91,9 @@ class Metadata(Rule):
                 "description": (
                     f"At most {MAX_METADATA_BYTES} bytes once serialized compactly in UTF-8, "
                     f"and {MAX_METADATA_DEPTH} levels deep; numbers within ±(2^53 - 1) "
-                    "(I-JSON)."
+                    "(I-JSON). Convention: a `changes` object mapping a field's name to "
+                    "`[before, after]` (what changed, as Django audit apps record it) is shown "
+                    "by the admin as a table of field, before and after."
                 ),
             }
         )

@@ -4,6 +4,7 @@ import csv
 import http.client
 import io
 import os
+import re
 import shutil
 from datetime import timedelta
 
@@ -127,6 +128,12 @@ def test_auditor_filters_searches_opens_and_exports_without_edit_controls(gunico
     driver.save_screenshot(str(SCREENSHOTS / "1-list.png"))
     assert not driver.find_elements("css selector", "#content a.addlink")  # no "Add audit event"
     assert not driver.find_elements("name", "action")  # no bulk actions (no bulk delete)
+    # UTC to the millisecond, the zone in the column's title; no "View site" (there is none)
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", t) for t in column(driver, "occurred"))
+    assert "UTC" in driver.find_element("css selector", "#result_list th.column-occurred").text
+    assert not driver.find_elements("link text", "VIEW SITE") and not driver.find_elements(
+        "link text", "View site"
+    )
 
     navigate(
         driver,
@@ -148,13 +155,15 @@ def test_auditor_filters_searches_opens_and_exports_without_edit_controls(gunico
     assert column(driver, "actor") == ["ada-42 (user) Ada Lovelace"]
     driver.save_screenshot(str(SCREENSHOTS / "3-searched-actor.png"))
 
-    navigate(driver, driver.find_element("css selector", "#result_list th.field-occurred_at a").click)
+    navigate(driver, driver.find_element("css selector", "#result_list th.field-occurred a").click)
     body = driver.find_element("tag name", "body").text
     assert str(trail.uuid) in body
     assert '"reason": "duplicate"' in driver.find_element("css selector", ".field-pretty_metadata pre").text
     assert driver.find_element("link text", "Other events by this actor")
     assert not driver.find_elements("name", "_save")
     assert not driver.find_elements("css selector", "a.deletelink")
+    assert not driver.find_elements("css selector", "a.historylink")  # an event is never changed
+    assert re.search(r"Received \(UTC\):?\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", body, re.I)
     driver.set_window_size(1400, 1900)  # the whole detail page, metadata included
     driver.save_screenshot(str(SCREENSHOTS / "4-event-detail.png"))
     driver.set_window_size(1400, 1000)

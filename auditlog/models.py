@@ -5,8 +5,15 @@ from auditlog.events.uuid7 import uuid7
 
 
 class Scope(models.TextChoices):
-    READ = "read", "read"
+    READ = "read", "read"  # its own source's events
+    READ_ALL = "read_all", "read_all"  # every source's, internal events included (auditors, SIEMs)
     WRITE = "write", "write"
+
+
+# What each scope a view asks for is satisfied by.
+SCOPE_SATISFIED_BY = {Scope.READ: {Scope.READ, Scope.READ_ALL}, Scope.WRITE: {Scope.WRITE}}
+# Source names of this service's own events: no key may be given one.
+RESERVED_SOURCE_PREFIX = "auditlog-"
 
 
 class ApiKey(models.Model):
@@ -15,7 +22,11 @@ class ApiKey(models.Model):
     name = models.CharField(max_length=100)
     prefix = models.CharField(max_length=16, unique=True, editable=False)
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
-    scopes = models.CharField(max_length=32, help_text="Comma-separated: read, write.")
+    scopes = models.CharField(
+        max_length=32,
+        help_text="Comma-separated: write; read (its own events) or read_all (every source's, internal "
+        "events included).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -30,6 +41,10 @@ class ApiKey(models.Model):
     @property
     def scope_set(self) -> frozenset[str]:
         return frozenset(filter(None, self.scopes.split(",")))
+
+    @property
+    def reads_every_source(self) -> bool:
+        return Scope.READ_ALL in self.scope_set
 
 
 class Outcome(models.TextChoices):
@@ -67,6 +82,8 @@ class ActionLog(models.Model):
         verbose_name = "audit event"
         indexes = [
             models.Index(fields=["occurred_at", "id"], name="auditlog_occurred"),
+            # A key with the read scope lists its own source's events, newest first.
+            models.Index(fields=["source", "occurred_at", "id"], name="auditlog_source"),
             models.Index(fields=["actor_id", "occurred_at", "id"], name="auditlog_actor"),
             models.Index(fields=["action", "occurred_at", "id"], name="auditlog_action"),
             # Targets: by id (with or without a type, ids are selective), or by type alone (the

@@ -142,7 +142,7 @@ def _as_cell(value) -> str:
     if isinstance(value, dict):
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
     if isinstance(value, ApiKey):
-        return value.name
+        return f"{value.name} ({value.prefix})"  # a name is chosen freely, a prefix is unique
     if isinstance(value, datetime):
         return value.isoformat()
     return "" if value is None else str(value)

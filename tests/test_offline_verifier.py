@@ -102,7 +102,7 @@ def signer(settings, maintenance_role):
 
 @pytest.fixture
 def reader_api(client, signer):
-    return ApiClient(client, api_key_create(name="auditor", scopes={Scope.READ})[1])
+    return ApiClient(client, api_key_create(name="auditor", scopes={Scope.READ_ALL})[1])
 
 
 def grow(count: int, seed: int) -> str:

@@ -1,6 +1,7 @@
 """Every query the admin and the API run starts from an index and never sorts the whole result."""
 
 import re
+from dataclasses import replace
 
 import pytest
 from django.contrib.admin.sites import site
@@ -164,4 +165,14 @@ def test_idempotency_lookup_searches_the_unique_key_index():
         else (r"SEARCH auditlog_eventkey USING INDEX \S+ \(source_id=\? AND idempotency_key=\?\)")
     )
     assert re.search(by_key, plan), plan
+    assert problems(plan) == [], plan
+
+
+def test_a_read_keys_own_list_uses_the_source_index():
+    """A key with the read scope lists its own source's events newest first from one index range."""
+    query = QueryDict(mutable=True)
+    filters = replace(event_filters_parse(query), source_id=1)
+    plan = event_queryset(filters).order_by("-occurred_at", "-id")[:51].explain()
+    # the index itself, or (PostgreSQL) each partition's copy of it
+    assert re.search(r"auditlog_source|source_id_occurred_at_id_idx", plan), plan
     assert problems(plan) == [], plan

@@ -49,7 +49,7 @@ def signer(settings):
 
 @pytest.fixture
 def reader(client, db):
-    return ApiClient(client, api_key_create(name="auditor", scopes={Scope.READ})[1])
+    return ApiClient(client, api_key_create(name="auditor", scopes={Scope.READ_ALL})[1])
 
 
 def demo(count, seed):
@@ -153,6 +153,20 @@ def test_proofs_over_the_api_verify(signer, reader):
         bytes(new.root_hash),
         [base64.b64decode(h) for h in consistency["hashes"]],
     )
+
+
+def test_a_read_key_gets_proofs_of_its_own_events_only(signer, client):
+    """A proof carries the event's leaf (its fields): a key with the read scope gets its own
+    source's only; checkpoints and consistency proofs (no event in them) are for every reader."""
+    demo(20, 4)
+    producer = ApiClient(client, api_key_create(name="producer", scopes={Scope.WRITE, Scope.READ})[1])
+    own = producer.post("/api/v1/events", {"action": "a.b", "actor": {"id": "1"}}).json()["id"]
+    seal()
+    other = ActionLog.objects.exclude(uuid=own).order_by("id").first()
+
+    assert producer.get(f"/api/v1/events/{own}/proof").status_code == 200
+    assert producer.get(f"/api/v1/events/{other.uuid}/proof").status_code == 404
+    assert producer.get("/api/v1/trail/checkpoint").status_code == 200
 
 
 @pytest.mark.parametrize("purge", [False, True], ids=["whole", "across-a-purge"])

@@ -173,3 +173,33 @@ def test_reading_needs_the_read_scope(client, db):
 
     assert response.status_code == 403
     assert response.json()["error"]["code"] == errors.FORBIDDEN
+
+
+def test_a_read_key_reads_its_own_source_and_read_all_reads_every_source(client, db, admin_client):
+    """read: the key's own events only (another source's, and this service's own, are as if
+    they did not exist); read_all: everything, internal events included."""
+    billing = ApiClient(client, api_key_create(name="billing", scopes={"write", "read"})[1])
+    crm = ApiClient(client, api_key_create(name="crm", scopes={"write", "read"})[1])
+    siem = ApiClient(client, api_key_create(name="siem", scopes={"read_all"})[1])
+    mine = billing.post(EVENTS_URL, make_event(action="invoice.delete")).json()["id"]
+    theirs = crm.post(EVENTS_URL, make_event(action="contact.update")).json()["id"]
+    admin_client.get("/admin/auditlog/actionlog/")  # an internal event or two: the admin's own
+    internal = set(ActionLog.objects.filter(source__name="auditlog-internal").values_list("uuid", flat=True))
+    assert internal
+
+    assert ids(billing.get(EVENTS_URL)) == [mine]
+    assert ids(billing.get(EVENTS_URL, action="contact.update")) == []
+    assert ids(billing.get(EVENTS_URL, action="contact.*")) == []
+    assert billing.get(f"{EVENTS_URL}/{theirs}").status_code == 404
+    assert billing.get(f"{EVENTS_URL}/{mine}").status_code == 200
+    for event_id in internal:
+        assert billing.get(f"{EVENTS_URL}/{event_id}").status_code == 404
+    everything = set(ids(siem.get(EVENTS_URL, limit="500")))
+    assert {mine, theirs} | {str(event_id) for event_id in internal} == everything
+    assert siem.get(f"{EVENTS_URL}/{theirs}").json()["source"]["name"] == "crm"
+
+
+@pytest.mark.parametrize("name", ["auditlog-internal", "Auditlog-Internal", "auditlog-anything"])
+def test_internal_source_names_are_reserved(name):
+    with pytest.raises(ValueError, match="reserved"):
+        api_key_create(name=name, scopes={"write"})

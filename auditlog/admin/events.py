@@ -31,12 +31,12 @@ def utc_moment(value) -> str:
 
 def event_changes(metadata) -> list[tuple[str, str, str]]:
     """(field, before, after) from metadata {"changes": {field: [before, after]}}, the shape
-    Django audit apps store; a value that is not text is shown as its JSON."""
+    Django audit apps store, by field name; a value that is not text is shown as its JSON."""
     changes = metadata.get("changes") if isinstance(metadata, dict) else None
     if not isinstance(changes, dict):
         return []
     rows = []
-    for field, pair in changes.items():
+    for field, pair in sorted(changes.items()):  # by name: jsonb keeps no order
         if not (isinstance(pair, list) and len(pair) == 2):
             return []  # another shape: the raw JSON below says it all
         rows.append(

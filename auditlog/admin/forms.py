@@ -1,6 +1,7 @@
 from django import forms
 
-from auditlog.models import Scope
+from auditlog.keys.services import MSG_RESERVED_NAME
+from auditlog.models import RESERVED_SOURCE_PREFIX, Scope
 
 
 class ApiKeyCreateForm(forms.Form):
@@ -9,5 +10,12 @@ class ApiKeyCreateForm(forms.Form):
         choices=Scope.choices,
         widget=forms.CheckboxSelectMultiple,
         initial=[Scope.WRITE],
-        help_text="write: POST events. read: GET events.",
+        help_text="write: POST events. read: GET its own events. read_all: GET every source's events, "
+        "this service's own included (auditors' tools, SIEM exports).",
     )
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        if name.lower().startswith(RESERVED_SOURCE_PREFIX):
+            raise forms.ValidationError(MSG_RESERVED_NAME)
+        return name

@@ -14,6 +14,7 @@ from auditlog.http import errors
 from auditlog.http.read_deadline import read_in_time
 from auditlog.keys.selectors import api_key_get_by_token
 from auditlog.keys.services import api_key_touch
+from auditlog.models import SCOPE_SATISFIED_BY
 
 MSG_NO_TOKEN = "Send an API key as `Authorization: Bearer <token>`."
 MSG_BAD_TOKEN = "The API key is invalid or revoked."
@@ -82,7 +83,7 @@ def _authenticate(request, scope: str):
     key = api_key_get_by_token(token.strip())
     if key is None:
         raise _unauthorized(MSG_BAD_TOKEN)
-    if scope not in key.scope_set:
+    if not key.scope_set & SCOPE_SATISFIED_BY[scope]:
         raise errors.ApiError(errors.FORBIDDEN, MSG_SCOPE.format(scope=scope))
     api_key_touch(key=key)
     return key

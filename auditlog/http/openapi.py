@@ -527,7 +527,18 @@ def openapi_document() -> dict:
         "security": [{"bearer": []}],
         "paths": _paths(),
         "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": (
+                        "An API key's token. Its scopes: write (POST events); read (GET its own "
+                        "source's events: another source's and this service's own answer 404 or "
+                        "are not listed); read_all (GET every source's events, this service's own "
+                        "included)."
+                    ),
+                }
+            },
             "schemas": {
                 "Event": _event_in(),
                 "MetadataValue": metadata_value_schema(),

@@ -9,6 +9,7 @@ from django.http import HttpResponse, JsonResponse
 from auditlog.http import errors
 from auditlog.http.endpoint import api_route, requires_scope
 from auditlog.models import Scope
+from auditlog.reading.selectors import event_of_source
 from auditlog.trail.receipt import receipt_verifiers
 from auditlog.trail.tree import (
     TrailError,
@@ -55,6 +56,10 @@ def checkpoint_view(request, api_key):
 @requires_scope(Scope.READ)
 def inclusion_view(request, api_key, event_id):
     tree_size = _size(request, "tree_size", required=False)
+    # The proof carries the event's leaf, its fields: a key that reads its own source's events
+    # gets proofs of those only (another's answers as if it did not exist).
+    if not api_key.reads_every_source and not event_of_source(event_id, api_key):
+        raise errors.ApiError(errors.NOT_FOUND, MSG_NOT_SEALED)
     try:
         proof = event_inclusion_proof(event_id, tree_size)
     except TrailError as exc:

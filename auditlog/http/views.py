@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 from django.conf import settings
 from django.db import OperationalError, connection
@@ -126,6 +127,8 @@ def event_list_view(request, api_key):
         filters = event_filters_parse(request.GET)
     except ValidationFailed as failure:
         raise _invalid(failure) from None
+    if not api_key.reads_every_source:
+        filters = replace(filters, source_id=api_key.pk)
     page, after = event_list(filters)
     next_cursor = cursor_encode(*after, filters.scope) if after else None
     return JsonResponse({"results": [event_as_dict(event) for event in page], "next_cursor": next_cursor})
@@ -135,7 +138,8 @@ def event_list_view(request, api_key):
 @requires_scope(Scope.READ)
 def event_detail_view(request, api_key, event_id):
     event = event_get(event_id)
-    if event is None:
+    # Another source's event, to a key that reads its own: as if it did not exist.
+    if event is None or not (api_key.reads_every_source or event.source_id == api_key.pk):
         raise errors.ApiError(errors.NOT_FOUND, errors.MSG_NOT_FOUND)
     return JsonResponse(event_as_dict(event))
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 from auditlog.db.writer_queue import lock_wait_at_most
 from auditlog.keys.selectors import api_key_cache_forget
 from auditlog.keys.tokens import token_generate, token_hash
-from auditlog.models import ApiKey, Scope
+from auditlog.models import RESERVED_SOURCE_PREFIX, ApiKey, Scope
 
 logger = logging.getLogger(__name__)
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -18,11 +18,19 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 TOUCH_LOCK_WAIT_SECONDS = 0.05
 
 
+MSG_RESERVED_NAME = (
+    f"Names starting with {RESERVED_SOURCE_PREFIX!r} are reserved for this service's own events; "
+    "choose another."
+)
+
+
 def api_key_create(*, name: str, scopes: set[str]) -> tuple[ApiKey, str]:
     """Create a key; return it and its token, which exists only in this return value."""
     unknown = set(scopes) - set(Scope.values)
     if not scopes or unknown:
         raise ValueError(f"scopes must be a non-empty subset of {sorted(Scope.values)}")
+    if name.strip().lower().startswith(RESERVED_SOURCE_PREFIX):
+        raise ValueError(MSG_RESERVED_NAME)
     prefix, token = token_generate()
     key = ApiKey.objects.create(
         name=name, prefix=prefix, key_hash=token_hash(token), scopes=",".join(sorted(scopes))

@@ -44,7 +44,8 @@ class _Line:
 
 
 def _source_cell(key: ApiKey) -> str:
-    return csv_cell(key.name)
+    """The source's name and its key's prefix: names are chosen freely, prefixes are unique."""
+    return csv_cell(f"{key.name} ({key.prefix})")
 
 
 # Values of these types as a CSV cell has them; others as csv_cell writes them.

@@ -43,6 +43,7 @@ class EventFilters:
     until: datetime | None = None
     limit: int = DEFAULT_LIMIT
     after: tuple[datetime, int] | None = None  # the cursor's position
+    source_id: int | None = None  # a key with the read scope reads its own source's events only
     scope: str = ""  # the filters above but limit and after, as cursors are bound to them
 
 

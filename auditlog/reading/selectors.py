@@ -75,6 +75,10 @@ def idempotency_lookup_query(source_id: int, keys) -> tuple[str, list]:
     return sql, [source_id, json.dumps(list(keys))]
 
 
+def event_of_source(event_id, source: ApiKey) -> bool:
+    return ActionLog.objects.filter(uuid=event_id, source=source).exists()
+
+
 def event_get(event_id) -> ActionLog | None:
     return ActionLog.objects.select_related("source").filter(uuid=event_id).first()
 
@@ -158,7 +162,7 @@ def events_iterate(queryset: QuerySet[ActionLog], chunk_size: int = 2000) -> Ite
 
 
 def _equalities(filters: EventFilters) -> dict:
-    names = ("actor_id", "actor_type", "action", "target_type", "target_id", "outcome")
+    names = ("actor_id", "actor_type", "action", "target_type", "target_id", "outcome", "source_id")
     return {name: getattr(filters, name) for name in names if getattr(filters, name) is not None}
 
 

@@ -55,6 +55,8 @@ MIDDLEWARE = [
     "auditlog.http.site_middleware.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "auditlog.http.site_middleware.AuthenticationMiddleware",
+    # Who changes access (users, groups, permissions, API keys), for their audit events.
+    "auditlog.admin.access.ActingRequestMiddleware",
     "auditlog.http.site_middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last, as django-axes asks: it turns a locked-out login into its lockout response.

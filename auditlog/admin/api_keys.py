@@ -5,6 +5,7 @@ from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 
+from auditlog.admin.access import api_key_created, api_key_revoked
 from auditlog.admin.forms import ApiKeyCreateForm
 from auditlog.keys.services import MSG_REVOKED_FROM_A_SERVER_PROCESS, api_key_create, api_key_revoke
 from auditlog.models import ApiKey
@@ -32,6 +33,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
                 name=form.cleaned_data["name"], scopes=set(form.cleaned_data["scopes"])
             )
             self.log_addition(request, key, [{"added": {}}])
+            api_key_created(key)
             response = TemplateResponse(
                 request, "admin/auditlog/apikey/created.html", {**context, "key": key, "token": token}
             )
@@ -44,6 +46,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         revoked = 0
         for key in queryset.filter(revoked_at__isnull=True):
             api_key_revoke(key=key)
+            api_key_revoked(key)
             self.log_change(request, key, "Revoked.")
             revoked += 1
         if not revoked:

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from auditlog.admin.access import api_key_created
 from auditlog.keys.services import api_key_create
 from auditlog.models import Scope
 
@@ -30,6 +31,7 @@ class Command(BaseCommand):
             key, token = api_key_create(name=name.strip(), scopes=wanted)
         except ValueError as exc:
             raise CommandError(f"--name: {exc}") from None
+        api_key_created(key)
         self.stdout.write(f"Created API key {key.name!r}, prefix {key.prefix}, scopes {key.scopes}.")
         self.stdout.write("The token below is shown only now; store it in the producer's secrets:")
         self.stdout.write(token)

@@ -7,6 +7,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from django.http import QueryDict
 
+from auditlog.admin.access import access_event
 from auditlog.db.private_files import private_file_open_overwrite
 from auditlog.db.replica import replica_reads
 from auditlog.db.timeouts import command_timeouts
@@ -91,6 +92,12 @@ class Command(BaseCommand):
         # the checkpoint, from the primary.
         with contextlib.nullcontext() if bundle else replica_reads():
             self._output(lines, output, header_lines)
+        access_event(  # who took the events out, as the admin's exports are recorded
+            "auditlog.events.export",
+            target_type="events",
+            target_id="bundle" if bundle else export_format,
+            metadata={"filters": dict(params.items()), "output": output},
+        )
 
     def _output(self, lines, output, header_lines):
         started = time.monotonic()

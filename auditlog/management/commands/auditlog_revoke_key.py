@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from auditlog.admin.access import api_key_revoked
 from auditlog.keys.services import MSG_REVOKED_FROM_ANOTHER_PROCESS, api_key_revoke
 from auditlog.models import ApiKey
 
@@ -27,4 +28,5 @@ class Command(BaseCommand):
                 f"API key {key} was already revoked at {key.revoked_at:%Y-%m-%d %H:%M:%S} UTC."
             )
         api_key_revoke(key=key)
+        api_key_revoked(key)
         self.stdout.write(f"Revoked API key {key}. {revoked_notice()}")

@@ -17,6 +17,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
+from auditlog.keys.services import api_key_create
 from auditlog.models import ActionLog
 from auditlog.trail.note import Signer
 from auditlog.trail.tree import tree_append
@@ -29,7 +30,7 @@ CONFIG = ROOT / "tests" / "schemathesis" / "schemathesis.toml"
 TIME_LIMIT = 600  # seconds: a hung run fails instead of holding CI
 
 
-def test_schemathesis_finds_nothing(gunicorn_factory, writer_key, settings):
+def test_schemathesis_finds_nothing(gunicorn_factory, settings):
     # A sealed trail, so that the checkpoint and proof operations have something to answer with.
     signer = Signer.generate("fuzz.example/log")
     settings.AUDITLOG_TRAIL_KEY = signer.text()
@@ -65,7 +66,8 @@ def test_schemathesis_finds_nothing(gunicorn_factory, writer_key, settings):
     ]
     env = {
         **os.environ,
-        "AUDITLOG_FUZZ_TOKEN": writer_key[1],
+        # read_all: the sealed event the proof operation asks about is the demo source's
+        "AUDITLOG_FUZZ_TOKEN": api_key_create(name="fuzzer", scopes={"write", "read_all"})[1],
         "AUDITLOG_FUZZ_SEALED_EVENT": str(sealed),
         "PYTHONPATH": str(ROOT),
     }

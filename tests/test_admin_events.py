@@ -407,3 +407,22 @@ def test_changes_show_as_field_before_after_escaped(admin_client, api):
     assert (
         'class="auditlog-changes"' not in admin_client.get(f"{LIST_URL}{other.pk}/change/").content.decode()
     )
+
+
+def test_the_index_says_per_source_events_and_failures_today_and_the_newest(admin_client, api, writer_key):
+    now = datetime.now(UTC)
+    for outcome in ("success", "failure", "failure"):
+        api.post("/api/v1/events", make_event(occurred_at=now.isoformat(), outcome=outcome))
+    api.post("/api/v1/events", make_event(occurred_at=(now - timedelta(days=2)).isoformat()))
+
+    page = admin_client.get("/admin/").content.decode()
+    summary = re.search(r'<div class="module" id="sources-summary">.*?</table>', page, re.S)[0]
+    row = re.search(
+        rf"<th scope=\"row\">producer <span class=\"quiet\">\({writer_key[0].prefix}\)</span></th>(.*?)</tr>",
+        summary,
+        re.S,
+    )[1]
+    cells = re.findall(r"<td>(.*?)</td>", row)
+
+    assert cells[:2] == ["3", "2"]
+    assert cells[2].startswith(now.strftime("%Y-%m-%d"))

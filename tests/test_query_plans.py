@@ -2,6 +2,7 @@
 
 import re
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 from django.contrib.admin.sites import site
@@ -10,10 +11,10 @@ from django.http import QueryDict
 from django.test import RequestFactory
 
 from auditlog.admin.pagination import COUNT_BOUND
-from auditlog.models import ActionLog
+from auditlog.models import ActionLog, ApiKey
 from auditlog.reading.filters import event_filters_parse
 from auditlog.reading.keyset import cursor_encode
-from auditlog.reading.selectors import event_list, event_queryset, idempotency_lookup_query
+from auditlog.reading.selectors import event_list, event_queryset, idempotency_lookup_query, source_today
 
 pytestmark = pytest.mark.django_db
 
@@ -176,3 +177,16 @@ def test_a_read_keys_own_list_uses_the_source_index():
     # the index itself, or (PostgreSQL) each partition's copy of it
     assert re.search(r"auditlog_source|source_id_occurred_at_id_idx", plan), plan
     assert problems(plan) == [], plan
+
+
+def test_the_index_summary_counts_from_indexes():
+    """The admin index's per-source counts (events and failures since midnight) and newest event."""
+    source = ApiKey.objects.create(name="s", prefix="p", key_hash="h" * 64, scopes="write")
+    today = source_today(source, datetime(2026, 12, 4, tzinfo=UTC))
+    for queryset in (
+        today[:10001],
+        today.filter(outcome="failure")[:10001],
+        ActionLog.objects.filter(source=source).order_by("-occurred_at", "-id")[:1],
+    ):
+        plan = queryset.explain()
+        assert problems(plan) == [], plan

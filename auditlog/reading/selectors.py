@@ -6,10 +6,11 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db import connection, connections, router
 from django.db.models import QuerySet
+from django.utils import timezone as django_timezone
 
 from auditlog.db.replica import replica_fallback
 from auditlog.events.datetimes import MAX_FUTURE_SKEW
@@ -73,6 +74,50 @@ def idempotency_lookup_query(source_id: int, keys) -> tuple[str, list]:
         "WHERE source_id = %s AND idempotency_key IN (SELECT value FROM json_each(%s))"
     )
     return sql, [source_id, json.dumps(list(keys))]
+
+
+SUMMARY_COUNT_BOUND = 10_000  # counted up to this, then "more than": the index stays cheap at any size
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSummary:
+    source: ApiKey
+    events_today: int  # at most SUMMARY_COUNT_BOUND + 1
+    failures_today: int  # likewise
+    newest: datetime | None  # the newest event's occurred_at
+
+
+def source_today(source: ApiKey, midnight: datetime) -> QuerySet[ActionLog]:
+    return occurred_since(ActionLog.objects.filter(source=source), midnight)
+
+
+def sources_summary(now: datetime | None = None) -> list[SourceSummary]:
+    """Per source that has a usable key or is the service's own: its events and failures since
+    midnight UTC (occurred_at, counted up to a bound) and its newest event, each from the
+    (source, occurred_at, id) index or the failures' partial index; midnight also bounds
+    received_at, so on PostgreSQL only the current partitions are read."""
+    now = now or django_timezone.now()
+    midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = []
+    for source in ApiKey.objects.order_by("name"):
+        if source.revoked_at is not None and source.scopes:
+            continue  # a revoked producer's key; the internal source is revoked from birth
+        today = source_today(source, midnight)
+        newest = (
+            ActionLog.objects.filter(source=source)
+            .order_by("-occurred_at", "-id")
+            .values_list("occurred_at", flat=True)
+            .first()
+        )
+        rows.append(
+            SourceSummary(
+                source,
+                today[: SUMMARY_COUNT_BOUND + 1].count(),
+                today.filter(outcome="failure")[: SUMMARY_COUNT_BOUND + 1].count(),
+                newest,
+            )
+        )
+    return rows
 
 
 def event_of_source(event_id, source: ApiKey) -> bool:

@@ -6,6 +6,7 @@ import io
 import os
 import re
 import shutil
+import time
 from datetime import timedelta
 
 import pytest
@@ -16,7 +17,7 @@ from django.utils import timezone
 from auditlog.events.validation import event_validate
 from auditlog.ingest.services import event_create
 from auditlog.keys.services import api_key_create
-from auditlog.models import ActionLog
+from auditlog.models import ActionLog, ApiKey
 from tests.live.conftest import LOG_DIR
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -71,7 +72,7 @@ def trail(db):
             "target": {"type": "invoice", "id": "7", "name": "INV-7"},
             "occurred_at": (timezone.now() - timedelta(days=2)).isoformat(),
             "context": {"ip": "203.0.113.9"},
-            "metadata": {"reason": "duplicate", "lines": [1, 2]},
+            "metadata": {"reason": "duplicate", "lines": [1, 2], "changes": {"status": ["open", "deleted"]}},
         }
     )
     return event_create(source=source, event=event).event
@@ -163,6 +164,8 @@ def test_auditor_filters_searches_opens_and_exports_without_edit_controls(gunico
     assert not driver.find_elements("name", "_save")
     assert not driver.find_elements("css selector", "a.deletelink")
     assert not driver.find_elements("css selector", "a.historylink")  # an event is never changed
+    changes = driver.find_element("css selector", "table.auditlog-changes tbody tr").text
+    assert changes == "status open deleted"
     assert re.search(r"Received \(UTC\):?\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", body, re.I)
     driver.set_window_size(1400, 1900)  # the whole detail page, metadata included
     driver.save_screenshot(str(SCREENSHOTS / "4-event-detail.png"))
@@ -181,3 +184,26 @@ def test_auditor_filters_searches_opens_and_exports_without_edit_controls(gunico
 
     recorded = set(ActionLog.objects.filter(actor_id="auditor").values_list("action", flat=True))
     assert recorded == {"auditlog.admin.login", "auditlog.event.view", "auditlog.events.export"}
+
+    driver.get(f"{gunicorn.url}/admin/")  # a line per source: billing stored one event, days ago
+    summary = driver.find_element("id", "sources-summary").text
+    assert "billing" in summary and "demo" in summary.lower()
+    driver.save_screenshot(str(SCREENSHOTS / "5-index-sources.png"))
+
+    # A key made and revoked in the admin: each an internal event naming the auditor, within a second.
+    driver.get(f"{gunicorn.url}/admin/auditlog/apikey/add/")
+    driver.find_element("id", "id_name").send_keys("crm")
+    navigate(driver, driver.find_element("css selector", "input[type=submit]").click)
+    created = _event_within("auditlog.apikey.create", seconds=1.0)
+    assert created.actor_id == "auditor" and created.target_id == ApiKey.objects.get(name="crm").prefix
+    driver.save_screenshot(str(SCREENSHOTS / "6-key-created.png"))
+
+
+def _event_within(action: str, seconds: float) -> ActionLog:
+    deadline = time.monotonic() + seconds
+    while True:
+        event = ActionLog.objects.filter(action=action).order_by("-id").first()
+        if event is not None or time.monotonic() > deadline:
+            assert event is not None, f"no {action} event within {seconds} s"
+            return event
+        time.sleep(0.05)

@@ -14,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 
 from auditlog.ingest.services import INTERNAL_SOURCE_NAME
 from auditlog.models import ActionLog
-from tests.conftest import BATCH_URL, make_event
+from tests.conftest import BATCH_URL, EVENTS_URL, make_event
 
 pytestmark = pytest.mark.django_db
 
@@ -426,3 +426,27 @@ def test_the_index_says_per_source_events_and_failures_today_and_the_newest(admi
 
     assert cells[:2] == ["3", "2"]
     assert cells[2].startswith(now.strftime("%Y-%m-%d"))
+
+
+def test_the_activity_chart_counts_what_the_api_counts_and_each_bar_opens_its_list(admin_client, api, events):
+    """The bars' counts for a filtered range add up to what the API lists for the same filters;
+    failures are counted apart; a bar's link lists its own events."""
+    query = {"action": "invoice.delete", "since": "2026-03-01T00:00", "until": "2026-03-08T00:00"}
+    response = admin_client.get(LIST_URL, query)
+    page = response.content.decode()
+    bars = re.findall(
+        r'<a href="([^"]+)" class="activity-bar" data-events="(\d+)" data-failures="(\d+)">', page
+    )
+    listing = api.get(
+        EVENTS_URL, action="invoice.delete", since="2026-03-01T00:00:00Z", until="2026-03-08T00:00:00Z"
+    )
+    assert listing.status_code == 200, listing.content
+    api_ids = [event["id"] for event in listing.json()["results"]]
+
+    assert len(bars) == 42  # seven days in four-hour bars
+    assert sum(int(events) for _, events, _ in bars) == len(api_ids) == 2
+    assert sum(int(failures) for _, _, failures in bars) == 1  # "+1" failed
+    assert 'role="img"' in page and 'aria-label="Events per 4 hours' in page
+    href, count, _ = next(bar for bar in bars if bar[1] != "0")
+    assert "action=invoice.delete" in html.unescape(href)
+    assert len(listed(admin_client.get(LIST_URL + html.unescape(href)))) == int(count)

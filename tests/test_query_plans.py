@@ -2,7 +2,7 @@
 
 import re
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.admin.sites import site
@@ -14,7 +14,13 @@ from auditlog.admin.pagination import COUNT_BOUND
 from auditlog.models import ActionLog, ApiKey
 from auditlog.reading.filters import event_filters_parse
 from auditlog.reading.keyset import cursor_encode
-from auditlog.reading.selectors import event_list, event_queryset, idempotency_lookup_query, source_today
+from auditlog.reading.selectors import (
+    event_list,
+    event_queryset,
+    idempotency_lookup_query,
+    occurred_since,
+    source_today,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -189,4 +195,16 @@ def test_the_index_summary_counts_from_indexes():
         ActionLog.objects.filter(source=source).order_by("-occurred_at", "-id")[:1],
     ):
         plan = queryset.explain()
+        assert problems(plan) == [], plan
+
+
+@pytest.mark.parametrize("params", [{}, {"action": "user.login"}, {"outcome__exact": "failure"}])
+def test_the_activity_charts_bucket_counts_use_an_index(params):
+    """Each bar of the admin's chart is a bounded count of one index range."""
+    start = datetime(2026, 12, 4, 10, tzinfo=UTC)
+    queryset = occurred_since(ActionLog.objects.filter(**params), start).filter(
+        occurred_at__lt=start + timedelta(hours=1)
+    )
+    for counted in (queryset, queryset.filter(outcome="failure")):
+        plan = counted.order_by()[:10001].explain()
         assert problems(plan) == [], plan

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 
+from auditlog.admin.chart import activity_chart
 from auditlog.admin.filters import ActionFilter, ActorTypeFilter, OccurredRangeFilter, TargetTypeFilter
 from auditlog.admin.pagination import BoundedCountPaginator
 from auditlog.db.replica import reads_from_replica, replica_status
@@ -175,7 +176,11 @@ class ActionLogAdmin(admin.ModelAdmin):
             "trail_signed": Checkpoint.objects.exists(),
             "replica_status": replica_status(),
         }
-        return super().changelist_view(request, extra_context)
+        response = super().changelist_view(request, extra_context)
+        changelist = getattr(response, "context_data", {}).get("cl")
+        if changelist is not None:  # not a redirect: the chart of what the list shows
+            response.context_data["chart"] = activity_chart(request, changelist.queryset)
+        return response
 
     @reads_from_replica
     def change_view(self, request, object_id, form_url="", extra_context=None):

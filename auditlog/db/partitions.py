@@ -15,7 +15,6 @@ There is no default partition: DETACH PARTITION ... CONCURRENTLY, which retentio
 allowed beside one. SQLite keeps one table; every function here is a no-op there.
 """
 
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -163,7 +162,6 @@ class IngestPartitions:
 
     def __init__(self):
         self._known: tuple[datetime, datetime] | None = None
-        self._lock = threading.Lock()
 
     def ready(self, received_at: datetime) -> None:
         known = self._known
@@ -171,10 +169,13 @@ class IngestPartitions:
             return
         if not partitioned():
             return
-        with self._lock:
-            part = partition_ensure(received_at)
-            if self._known is None or part.upper >= self._known[1]:
-                self._known = (part.lower, part.upper)
+        # No lock: a fresh process's first requests may each ask at once, each on the connection
+        # it already holds (the function is safe to run concurrently). A lock here would make
+        # them wait holding those connections while the asker waits for one (a small pool).
+        part = partition_ensure(received_at)
+        known = self._known
+        if known is None or part.upper >= known[1]:
+            self._known = (part.lower, part.upper)
 
     def forget(self) -> None:
         self._known = None

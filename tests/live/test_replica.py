@@ -221,9 +221,11 @@ def _replica_serves(server, browser, token, events, primary, replica_db) -> dict
     assert readers.errors() == []
     assert len(readers.results) >= 100, readers.statuses()
     assert backends >= 1
-    # Every read request scans the events at least once: on the replica, (nearly) never on the primary.
+    # Every read request scans the events at least once (an admin list with its activity chart,
+    # about fifty times): on the replica, (nearly) never on the primary, where a moment's lag
+    # over the bound sends a request or two.
     assert served["replica"] >= len(readers.results), served
-    assert served["primary"] <= len(readers.results) // 20, served
+    assert served["primary"] <= served["replica"] // 20, served
     assert load.status_counts(writes).keys() <= {"200", "201"}, load.status_counts(writes)
     stored = ActionLog.objects.filter(idempotency_key__in=plan.sent_keys).values_list(
         "idempotency_key", "uuid"

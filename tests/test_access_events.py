@@ -2,6 +2,7 @@
 API keys created and revoked (admin, commands), users, groups and their permissions, lockouts
 lifted."""
 
+import getpass
 import io
 
 import pytest
@@ -12,6 +13,7 @@ from django.core.management import call_command
 
 from auditlog.ingest.services import INTERNAL_SOURCE_NAME
 from auditlog.models import ActionLog, ApiKey
+from auditlog.trail.note import Signer
 
 pytestmark = pytest.mark.django_db
 
@@ -141,3 +143,30 @@ def test_a_command_line_export_is_recorded(tmp_path, django_capture_on_commit_ca
     [event] = recorded("auditlog.events.export")
     assert event.actor_type == "command line" and event.target_id == "csv"
     assert event.metadata == {"filters": {"action": "invoice.delete"}, "output": str(out)}
+
+
+@pytest.mark.usefixtures("owner_connections")  # committed: each event recorded as it happens
+def test_sealing_and_a_new_trail_key_are_recorded_with_the_os_user(settings):
+    settings.AUDITLOG_SEAL_DELAY_SECONDS = 0
+    settings.AUDITLOG_SEAL_INTERVAL_SECONDS = 0
+    first, second = Signer.generate("audit.example.com/log"), Signer.generate("audit.example.com/log")
+    settings.AUDITLOG_TRAIL_KEY = first.text()
+    call_command("auditlog_seal", stdout=io.StringIO())
+    call_command("auditlog_seal", stdout=io.StringIO())  # the same key: no rotation
+    settings.AUDITLOG_TRAIL_KEY = second.text()
+    call_command("auditlog_seal", "--follow", "--rounds", "2", stdout=io.StringIO())
+
+    seals = recorded("auditlog.seal")
+    assert [event.metadata["tree_size"] for event in seals] == [0, 2]  # the second sealed the first's
+    [start], [stop] = recorded("auditlog.seal.start"), recorded("auditlog.seal.stop")
+    assert stop.metadata == {"rounds": 2}
+    first_key, rotation = recorded("auditlog.trail.key_rotate")
+    assert (first_key.target_id, first_key.metadata["previous_key_id"]) == (first.key_id.hex(), None)
+    assert (rotation.target_id, rotation.metadata["previous_key_id"]) == (
+        second.key_id.hex(),
+        first.key_id.hex(),
+    )
+    for event in (*seals, start, stop, first_key, rotation):
+        assert event.actor_type == "command line" and event.actor_id == f"command line ({getpass.getuser()})"
+        assert event.metadata.get("origin", "audit.example.com/log") == "audit.example.com/log"
+    assert {event.target_id for event in (*seals, start, stop)} == {"audit.example.com/log"}

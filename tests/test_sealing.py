@@ -6,6 +6,7 @@ it is the role that seals and purges, and the one the triggers stop from changin
 mistake. What the runtime role can and cannot do is tests/test_roles.py.
 """
 
+import getpass
 import io
 import uuid
 from datetime import timedelta
@@ -323,18 +324,19 @@ def test_purge_keeps_the_tree_verifiable_and_signs_what_it_removed(trail):
     assert checked.ok and checked.purged == result.purged
 
 
-def test_purge_command_records_itself_and_dry_run_deletes_nothing(trail):
+def test_purge_command_records_itself_and_dry_run_deletes_nothing(trail, django_capture_on_commit_callbacks):
     call_command("auditlog_seal", stdout=io.StringIO())
     out = io.StringIO()
     call_command("auditlog_purge", "--older-than", "30", "--dry-run", stdout=out)
     assert ActionLog.objects.count() == 3000
     due = int(out.getvalue().split()[0].replace(",", ""))
 
-    call_command("auditlog_purge", "--older-than", "30", stdout=io.StringIO())
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("auditlog_purge", "--older-than", "30", stdout=io.StringIO())
 
-    record = ActionLog.objects.get(action="auditlog.purge")
-    assert record.metadata["deleted"] == due
-    assert (record.actor_id, record.actor_type) == ("auditlog_purge", "system")
+    record = ActionLog.objects.get(action="auditlog.purge")  # a change of access: who, with the OS user
+    assert record.metadata["deleted"] == due and record.target_id == "older than 30 days"
+    assert (record.actor_id, record.actor_type) == (f"command line ({getpass.getuser()})", "command line")
     assert verify().ok
 
 

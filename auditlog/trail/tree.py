@@ -126,6 +126,9 @@ class TreeResult:
     sealed: int = 0
     tree_size: int = 0
     checkpoint: Checkpoint | None = None
+    # The checkpoint was signed with another key than the one before it (the first key, or a
+    # rotation): that one's key id, "" for the first checkpoint.
+    key_changed_from: str | None = None
 
 
 def _nodes_completed(size_before: int, size_after: int, tree: StoredTree) -> list[TrailNode]:
@@ -320,6 +323,8 @@ def tree_append(
     stale = latest is None or (timezone.now() - latest.created_at).total_seconds() >= checkpoint_after
     if result.sealed or stale or latest.tree_size != result.tree_size:
         result.checkpoint = checkpoint_sign(signer, result.tree_size)
+        if latest is None or latest.key_id != result.checkpoint.key_id:
+            result.key_changed_from = latest.key_id if latest else ""
     return result
 
 

@@ -4,9 +4,9 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from auditlog.admin.access import access_event
 from auditlog.db.roles import maintenance_only
 from auditlog.db.timeouts import command_timeouts
-from auditlog.ingest.services import event_record_internal
 from auditlog.trail.retention import events_purge, events_purge_plan
 from auditlog.trail.tree import TrailError
 
@@ -81,10 +81,10 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if tty:
             self.stdout.write("")
-        event_record_internal(
-            action="auditlog.purge",
-            actor_id="auditlog_purge",
-            actor_type="system",
+        access_event(
+            "auditlog.purge",
+            target_type="events",
+            target_id=f"older than {older_than} days",
             metadata={
                 "older_than_days": older_than,
                 "deleted": result.purged,

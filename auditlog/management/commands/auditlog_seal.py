@@ -8,6 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from auditlog.admin.access import access_event
 from auditlog.db.connections import close_old_connections_between_units
 from auditlog.db.partitions import events_partitioned, partitions_ensure_ahead
 from auditlog.db.roles import maintenance_only
@@ -21,7 +22,10 @@ class Command(BaseCommand):
         "Merkle tree and sign a checkpoint of it with AUDITLOG_TRAIL_KEY (docs/trail-format.md). "
         "Idempotent and resumable. With --follow it keeps going (the Procfile's worker): it seals every "
         "AUDITLOG_SEAL_INTERVAL_SECONDS and signs a checkpoint at least every "
-        "AUDITLOG_CHECKPOINT_INTERVAL_SECONDS, even when nothing arrived; SIGTERM stops it between rounds."
+        "AUDITLOG_CHECKPOINT_INTERVAL_SECONDS, even when nothing arrived; SIGTERM stops it between rounds. "
+        "Each run is an internal audit event naming the operating system's user (auditlog.seal; with "
+        "--follow, auditlog.seal.start and auditlog.seal.stop), and so is a checkpoint signed with "
+        "another key than the one before (auditlog.trail.key_rotate)."
     )
 
     def add_arguments(self, parser):
@@ -61,9 +65,16 @@ class Command(BaseCommand):
             raise CommandError(
                 "AUDITLOG_TRAIL_KEY is not set: sealing signs checkpoints with it (auditlog_keygen)."
             )
+        self.origin = signer.name
         if follow:
             return self._follow(block_size, rounds)
-        self._tree(block_size, checkpoint_after=0)
+        tree = self._tree(block_size, checkpoint_after=0)
+        access_event(
+            "auditlog.seal",
+            target_type="trail",
+            target_id=self.origin,
+            metadata={"sealed": tree.sealed, "tree_size": tree.tree_size},
+        )
 
     def _progress(self):
         tty = self.stdout.isatty()
@@ -90,6 +101,17 @@ class Command(BaseCommand):
         signed = (
             f"signed a checkpoint of {tree.tree_size:,} leaves" if tree.checkpoint else "no checkpoint due"
         )
+        if tree.key_changed_from is not None:
+            access_event(
+                "auditlog.trail.key_rotate",
+                target_type="trail_key",
+                target_id=tree.checkpoint.key_id,
+                metadata={
+                    "previous_key_id": tree.key_changed_from or None,
+                    "tree_size": tree.tree_size,
+                    "origin": self.origin,
+                },
+            )
         if tree.sealed or tree.checkpoint or not checkpoint_after:
             elapsed = time.monotonic() - started
             self.stdout.write(
@@ -103,6 +125,15 @@ class Command(BaseCommand):
             signal.signal(signum, lambda *_: stop.set())
         done = 0
         partitions_due = 0.0
+        # The worker's life is in the trail: a sealer switched off is worth noticing (a SIGKILL
+        # leaves a start without its stop).
+        interval = settings.AUDITLOG_SEAL_INTERVAL_SECONDS
+        access_event(
+            "auditlog.seal.start",
+            target_type="trail",
+            target_id=self.origin,
+            metadata={"interval_seconds": interval},
+        )
         while not stop.is_set():
             try:
                 if time.monotonic() >= partitions_due and events_partitioned():
@@ -120,4 +151,9 @@ class Command(BaseCommand):
             if rounds and done >= rounds:
                 break
             stop.wait(settings.AUDITLOG_SEAL_INTERVAL_SECONDS)
-        self.stdout.write("auditlog_seal --follow: stopped.")
+        try:
+            access_event(
+                "auditlog.seal.stop", target_type="trail", target_id=self.origin, metadata={"rounds": done}
+            )
+        finally:
+            self.stdout.write("auditlog_seal --follow: stopped.")

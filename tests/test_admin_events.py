@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from auditlog.admin import chart
 from auditlog.ingest.services import INTERNAL_SOURCE_NAME
 from auditlog.models import ActionLog
 from tests.conftest import BATCH_URL, EVENTS_URL, make_event
@@ -450,3 +451,30 @@ def test_the_activity_chart_counts_what_the_api_counts_and_each_bar_opens_its_li
     href, count, _ = next(bar for bar in bars if bar[1] != "0")
     assert "action=invoice.delete" in html.unescape(href)
     assert len(listed(admin_client.get(LIST_URL + html.unescape(href)))) == int(count)
+
+
+def test_a_bar_past_the_cap_is_an_estimate_that_says_so(admin_client, api, monkeypatch):
+    """A bucket holding more than the chart counts is estimated from the share of it its first
+    rows cover, and labelled as such; fewer are counted exactly."""
+    monkeypatch.setattr(chart, "CAP", 40)
+    start = datetime(2026, 3, 2, 8, tzinfo=UTC)  # a four-hour bucket of a week's chart
+    batch = [  # 200 events spread evenly over the bucket, one failure in five; 3 the next bucket
+        make_event(
+            occurred_at=(start + timedelta(seconds=72 * n)).isoformat(),
+            outcome="failure" if n % 5 == 0 else "success",
+        )
+        for n in range(200)
+    ] + [make_event(occurred_at=(start + timedelta(hours=4, minutes=n)).isoformat()) for n in range(3)]
+    response = api.post(BATCH_URL, {"events": batch})
+    assert response.status_code == 200, response.content[:300]
+    assert {item["status"] for item in response.json()["results"]} == {201}, response.content[:300]
+
+    page = admin_client.get(LIST_URL, {"since": "2026-03-01T00:00", "until": "2026-03-08T00:00"})
+    bars = {bar.start: bar for bar in page.context["chart"].bars}
+
+    full, next_one = bars[start], bars[start + timedelta(hours=4)]
+    assert full.estimated and 180 <= full.events <= 220 and 36 <= full.failures <= 44
+    assert "about" in full.label and "estimated from the first 41" in full.label
+    assert 'data-estimated="true"' in page.content.decode()
+    assert (next_one.events, next_one.failures, next_one.estimated) == (3, 0, False)
+    assert "1 of them estimated" in page.context["chart"].summary

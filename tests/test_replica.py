@@ -21,6 +21,7 @@ from auditlog.db.replica import (
     replica_lag,
     replica_reads,
 )
+from auditlog.ingest.services import INTERNAL_SOURCE_NAME
 from auditlog.models import ActionLog, ApiKey
 from tests.conftest import EVENTS_URL, make_event, requires_postgres
 from tests.live.conftest import free_port
@@ -361,6 +362,20 @@ def test_the_admin_list_detail_and_export_read_from_the_replica(admin_client, ap
     assert len(rows) == 1 + ActionLog.objects.count()  # the views record themselves too
     assert reads_events(on_replica.captured_queries)
     assert not reads_events(on_primary.captured_queries)
+
+
+@on_standby
+def test_an_event_view_the_replica_fails_is_answered_and_recorded_once(
+    admin_client, admin_user, api, broken_standby
+):
+    seed(api)
+    event = ActionLog.objects.exclude(source__name=INTERNAL_SOURCE_NAME).latest("id")
+
+    detail = admin_client.get(f"{LIST_URL}{event.pk}/change/")
+
+    assert detail.status_code == 200 and str(event.uuid) in detail.content.decode()
+    views = ActionLog.objects.filter(action="auditlog.event.view", target_id=str(event.uuid))
+    assert views.count() == 1
 
 
 @on_standby

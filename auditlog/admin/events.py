@@ -182,9 +182,9 @@ class ActionLogAdmin(admin.ModelAdmin):
             response.context_data["chart"] = activity_chart(request, changelist.queryset)
         return response
 
-    @reads_from_replica
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        response = super().change_view(request, object_id, form_url, extra_context)
+        # Rendered first, then recorded: a replica that fails the read re-runs only the read.
+        response = self._change_view_read(request, object_id, form_url, extra_context)
         if response.status_code == 200:
             event_record_internal(
                 action="auditlog.event.view",
@@ -194,6 +194,10 @@ class ActionLogAdmin(admin.ModelAdmin):
                 target_id=str(response.context_data["original"].uuid),
             )
         return response
+
+    @reads_from_replica
+    def _change_view_read(self, request, object_id, form_url, extra_context):
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_urls(self):
         export = self.admin_site.admin_view(self.export_view)

@@ -27,6 +27,8 @@ from auditlog.models import ActionLog
 EVENTS = ActionLog._meta.db_table
 INTERVALS = ("day", "week", "month")
 FUNCTION = "auditlog_partition_ensure"
+# A partition's bounds, read from the catalog (c: its pg_class row): b[1] and b[2], as text.
+_BOUNDS = "regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \\(''([^'']+)''\\) TO \\(''([^'']+)''\\)')"
 
 _ENSURE = """
 CREATE OR REPLACE FUNCTION {schema}.{function}(at timestamptz,
@@ -41,8 +43,7 @@ BEGIN
         SELECT c.relname::text AS relname, b[1]::timestamptz AS lo, b[2]::timestamptz AS hi
         FROM pg_inherits i
         JOIN pg_class c ON c.oid = i.inhrelid
-        CROSS JOIN LATERAL regexp_match(
-            pg_get_expr(c.relpartbound, c.oid), 'FROM \\(''([^'']+)''\\) TO \\(''([^'']+)''\\)') AS b
+        CROSS JOIN LATERAL {bounds} AS b
         WHERE i.inhparent = '{schema}.{table}'::regclass
     LOOP
         IF part.lo <= at AND at < part.hi THEN
@@ -75,6 +76,7 @@ class Partition:
     name: str
     lower: datetime
     upper: datetime
+    estimated_rows: int | None = None  # as the statistics have it (partitions_list only)
 
 
 def partitioned() -> bool:
@@ -88,7 +90,8 @@ def function_install(db) -> None:
         cursor.execute("SELECT current_schema()")
         schema = cursor.fetchone()[0]
         unit = settings.AUDITLOG_PARTITION_INTERVAL
-        cursor.execute(_ENSURE.format(schema=schema, function=FUNCTION, table=EVENTS, unit=unit))
+        sql = _ENSURE.format(schema=schema, function=FUNCTION, table=EVENTS, unit=unit, bounds=_BOUNDS)
+        cursor.execute(sql)
 
 
 def events_partitioned(using: str = "default") -> bool:
@@ -139,16 +142,15 @@ def partitions_ensure_ahead(now: datetime, ahead: int, using: str = "default") -
 
 
 def partitions_list(using: str = "default") -> list[Partition]:
-    """Every partition of the events table, oldest first (none on SQLite)."""
+    """Every partition of the events table, oldest first, with its estimated rows (none on
+    SQLite)."""
     if connections[using].vendor != "postgresql":
         return []
     with connections[using].cursor() as cursor:
         cursor.execute(
-            f"SELECT c.relname, b[1]::timestamptz, {_UPPER.format('b[2]::timestamptz')} FROM pg_inherits i"
-            " JOIN pg_class c ON c.oid = i.inhrelid"
-            " CROSS JOIN LATERAL regexp_match(pg_get_expr(c.relpartbound, c.oid),"
-            " 'FROM \\(''([^'']+)''\\) TO \\(''([^'']+)''\\)') AS b"
-            " WHERE i.inhparent = to_regclass(%s) ORDER BY 2",
+            f"SELECT c.relname, b[1]::timestamptz, {_UPPER.format('b[2]::timestamptz')},"
+            " greatest(c.reltuples, 0)::bigint FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            f" CROSS JOIN LATERAL {_BOUNDS} AS b WHERE i.inhparent = to_regclass(%s) ORDER BY 2",
             [EVENTS],
         )
         return [Partition(*row) for row in cursor.fetchall()]

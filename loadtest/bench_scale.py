@@ -26,7 +26,7 @@ import json
 import sys
 import time
 
-from bench_read import run_database
+from bench_read import chart_table, run_database
 from harness import OUT, SETUP_BOUNDS, django_shell, manage, postgres_database, postgres_reachable
 
 INGEST = r"""
@@ -243,6 +243,7 @@ def main():
         "| page | p50 ms | p95 ms |",
         "| --- | ---: | ---: |",
         *(f"| {page} | {t['p50_ms']} | {t['p95_ms']} |" for page, t in report["read"]["pages"].items()),
+        *chart_table({"postgres": report["read"]}),
         "",
         f"Ingest (COPY, 1,000 rows a transaction, {ingest['rows_each']:,} rows each, the partition holding "
         f"{ingest['rows_already_in_the_partition']:,}): partitioned {ingest['partitioned_rows_per_s']:,} "

@@ -12,13 +12,16 @@ SCOPES ?= write,read
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/auditlog
 PYTEST_ARGS ?=
 
-.PHONY: venv run serve migrate key test test-sqlite test-postgres lint format clean bench bench-read bench-scale loadtest
+.PHONY: venv run serve migrate key test test-sqlite test-postgres lint format clean bench bench-read bench-scale loadtest client-schema
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	# The producer client as producers install it (its console command auditlog-client); the
+	# tests import it from its source (pyproject.toml's pythonpath).
+	$(BIN)/pip install --quiet --disable-pip-version-check ./clients/python
 	touch $@
 
 # A local, production-like configuration: DEBUG off, a fresh random secret key, readable by
@@ -93,3 +96,9 @@ format: venv
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache .test-db.sqlite3*
+
+# The producer client's copy of the event rules, from the service's OpenAPI document (a test
+# fails while they differ).
+client-schema: venv
+	DJANGO_SETTINGS_MODULE=config.settings DATABASE_URL=sqlite:///db.sqlite3 DJANGO_SECRET_KEY=schema \
+		$(PY) -m tests.client.client_schema

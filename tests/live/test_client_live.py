@@ -1,0 +1,86 @@
+"""The producer client against a real gunicorn: events recorded while the service is down,
+producers killed with SIGKILL while recording and while delivering; afterwards every event whose
+record() returned is stored exactly once, and nothing else is."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from auditlog_client.outbox import Outbox
+
+from auditlog.keys.services import api_key_create
+from auditlog.models import ActionLog, Scope
+from tests.live.conftest import ROOT, LiveServer, server_env
+
+pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
+
+THREADS, PER_THREAD = 4, 313  # 4 processes x 4 threads x 313 = 5,008 events
+
+
+def producer(outbox, url, token, prefix, log_dir, *, count=0, send=True, close=0.0):
+    command = [sys.executable, "-m", "tests.client.producer", str(outbox), url, token, prefix]
+    command += ["--threads", str(THREADS), "--count", str(count), "--close", str(close)]
+    command += ["--log-dir", str(log_dir)] + (["--send"] if send else [])
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'clients/python'}"}
+    return subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def logged(log_dir: Path, prefix: str) -> set[str]:
+    return {line for path in log_dir.glob(f"{prefix}-*.keys") for line in path.read_text().split()}
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.05)
+
+
+def test_nothing_recorded_is_lost_or_doubled_through_an_outage_and_killed_producers(tmp_path):
+    source, token = api_key_create(name="crm", scopes={Scope.WRITE})
+    outbox_path = tmp_path / "outbox.sqlite3"
+    Outbox(outbox_path).close()
+    service = LiveServer("client-live", server_env())
+    url = service.url  # the service is down: nothing listens there yet
+
+    # Four producers record while the service is down; one is killed mid-way.
+    producers = [producer(outbox_path, url, token, f"p{n}", tmp_path, count=PER_THREAD) for n in range(4)]
+    wait_for(lambda: len(logged(tmp_path, "p3")) >= 200, 60, "the fourth producer recorded 200 events")
+    producers[3].send_signal(signal.SIGKILL)
+    producers[3].wait()
+    for process in producers[:3]:
+        output, _ = process.communicate(timeout=120)
+        assert process.returncode == 0, output
+    recorded = set().union(*(logged(tmp_path, f"p{n}") for n in range(4)))
+    outbox = Outbox(outbox_path)
+    assert outbox.stats().pending >= len(recorded) >= 3 * THREADS * PER_THREAD + 200
+    assert outbox.stats().delivered == 0
+
+    # The service comes up; a sender is killed while delivering; another one finishes.
+    try:
+        service.start()
+        sender = producer(outbox_path, url, token, "s", tmp_path, close=120)
+        wait_for(lambda: outbox.stats().delivered > 0, 60, "a first batch delivered")
+        sender.send_signal(signal.SIGKILL)
+        sender.wait()
+        assert outbox.stats().pending > 0, "the sender was killed after it had delivered everything"
+        last = producer(outbox_path, url, token, "f", tmp_path, close=120)
+        output, _ = last.communicate(timeout=180)
+        assert last.returncode == 0 and "delivered" in output.split(), output
+    finally:
+        service.stop()
+
+    stored = list(ActionLog.objects.filter(source=source).values_list("idempotency_key", flat=True))
+    attempted = {f"p{p}-{t}-{n}" for p in range(4) for t in range(THREADS) for n in range(PER_THREAD)}
+    assert len(stored) == len(set(stored)), "an event stored twice"
+    assert recorded <= set(stored), f"{len(recorded - set(stored))} recorded events lost"
+    assert set(stored) <= attempted, "an event nobody recorded"
+    stats = outbox.stats()
+    assert (stats.pending, stats.dead_lettered) == (0, 0)
+    assert stats.delivered == len(stored)

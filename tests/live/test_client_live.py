@@ -2,6 +2,7 @@
 producers killed with SIGKILL while recording and while delivering; afterwards every event whose
 record() returned is stored exactly once, and nothing else is."""
 
+import json
 import os
 import signal
 import subprocess
@@ -84,3 +85,36 @@ def test_nothing_recorded_is_lost_or_doubled_through_an_outage_and_killed_produc
     stats = outbox.stats()
     assert (stats.pending, stats.dead_lettered) == (0, 0)
     assert stats.delivered == len(stored)
+
+
+def test_an_event_the_service_refuses_is_a_dead_letter_not_a_loss(gunicorn, tmp_path):
+    """A key reused with another body is the service's 409: kept with its error, counted, shown
+    by the console command; the other events of the batch are delivered."""
+    from auditlog_client import Client
+
+    _, token = api_key_create(name="crm", scopes={Scope.WRITE})
+    outbox = tmp_path / "outbox.sqlite3"
+    client = Client(gunicorn.url, token, outbox)
+    client.record(action="invoice.delete", actor=1, idempotency_key="reused")
+    assert client.flush(timeout=30)
+    client.record(action="invoice.update", actor=1, idempotency_key="reused")  # another body
+    client.record(action="invoice.update", actor=2, idempotency_key="fine")
+    assert client.close(timeout=30)
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "clients/python")}
+    shown = subprocess.run(
+        [sys.executable, "-m", "auditlog_client.cli", "--outbox", str(outbox), "dead-letters"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    [letter] = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert (letter["key"], letter["status"]) == ("reused", 409) and "conflict" in letter["error"]
+    assert Outbox(outbox).stats().as_dict() | {"oldest_pending_age_seconds": None} == {
+        "pending": 0,
+        "delivered": 2,
+        "dead_lettered": 1,
+        "oldest_pending_age_seconds": None,
+    }
+    assert ActionLog.objects.filter(idempotency_key="fine").exists()

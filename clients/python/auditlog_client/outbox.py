@@ -205,7 +205,7 @@ class Outbox:
                 "SELECT DISTINCT lease_owner FROM outbox WHERE lease_until >= ? AND lease_owner != ''", (now,)
             )
         ]
-        dead = [owner for owner in owners if owner.rpartition(":")[0] == host and not _alive(owner)]
+        dead = [owner for owner in owners if owner.rpartition(":")[0] == host and not owner_alive(owner)]
         released = 0
         for owner in dead:
             with self.write() as db:
@@ -280,7 +280,7 @@ def _delete(db: sqlite3.Connection, ids: list[int]) -> int:
     return gone
 
 
-def _alive(owner: str) -> bool:
+def owner_alive(owner: str) -> bool:
     pid = int(owner.rpartition(":")[2])
     if pid == os.getpid():
         return True

@@ -106,6 +106,7 @@ def test_the_console_command_shows_and_retries_dead_letters(outbox_path):
         "pending": 0,
         "delivered": 0,
         "dead_lettered": 1,
+        "retried": 0,
         "oldest_pending_age_seconds": None,
     }
     _, out = run("--outbox", str(outbox_path), "dead-letters")

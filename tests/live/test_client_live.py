@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -115,6 +116,60 @@ def test_an_event_the_service_refuses_is_a_dead_letter_not_a_loss(gunicorn, tmp_
         "pending": 0,
         "delivered": 2,
         "dead_lettered": 1,
+        "retried": 0,
         "oldest_pending_age_seconds": None,
     }
     assert ActionLog.objects.filter(idempotency_key="fine").exists()
+
+
+def test_a_stalled_network_and_a_restarted_service_lose_and_double_nothing(gunicorn, tmp_path):
+    """The client sends through a proxy that goes silent mid-delivery (the batch may be stored,
+    its answer never comes: the read times out and the batch is sent again), then the service
+    restarts; four threads record throughout. Every recorded event is stored once."""
+    from auditlog_client import Client
+
+    from tests.live.faults import TcpProxy
+
+    source, token = api_key_create(name="crm", scopes={Scope.WRITE})
+    proxy = TcpProxy("127.0.0.1", gunicorn.port)
+    client = Client(
+        f"http://127.0.0.1:{proxy.port}",
+        token,
+        tmp_path / "outbox.sqlite3",
+        connect_timeout=1.0,
+        read_timeout=1.0,
+        max_backoff=0.5,
+        batch_size=200,
+    )
+    recorded = []
+
+    def record(thread: int):
+        for n in range(750):
+            recorded.append(
+                client.record(action="document.view", actor=thread, idempotency_key=f"t{thread}-{n}")
+            )
+            if n % 50 == 0:
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=record, args=(t,)) for t in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: client.stats().delivered > 0, 30, "a first delivery")
+        with proxy.frozen():
+            time.sleep(3)  # answers held past the read timeout; batches resent after
+        gunicorn.stop()
+        time.sleep(1)
+        gunicorn.start()
+        for thread in threads:
+            thread.join()
+        assert client.flush(timeout=90)
+        retried = client.stats().retried
+        client.close()
+    finally:
+        proxy.close()
+
+    stored = list(ActionLog.objects.filter(source=source).values_list("idempotency_key", flat=True))
+    assert len(stored) == len(set(stored)) == len(recorded) == 3000
+    assert set(stored) == set(recorded)
+    assert retried > 0, "nothing was sent twice: the stall and the restart tested nothing"

@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     error TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO counters VALUES ('pending', 0), ('delivered', 0), ('dead_lettered', 0);
+INSERT OR IGNORE INTO counters VALUES ('pending', 0), ('delivered', 0), ('dead_lettered', 0), ('retried', 0);
 """
 
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
@@ -70,12 +70,14 @@ class Stats:
     delivered: int
     dead_lettered: int
     oldest_pending_age: float | None  # seconds, None when nothing is pending
+    retried: int = 0  # sends of an event that got no answer, or a 5xx (each will be sent again)
 
     def as_dict(self) -> dict:
         return {
             "pending": self.pending,
             "delivered": self.delivered,
             "dead_lettered": self.dead_lettered,
+            "retried": self.retried,
             "oldest_pending_age_seconds": None
             if self.oldest_pending_age is None
             else round(self.oldest_pending_age, 3),
@@ -194,6 +196,7 @@ class Outbox:
                 " not_before = ?, last_error = ? WHERE id = ?",
                 [(time.time() + delay, error[:500], item.id) for item in items],
             )
+            db.execute("UPDATE counters SET value = value + ? WHERE name = 'retried'", (len(items),))
 
     def release_dead_owners(self) -> int:
         """Take back at once the leases of senders on this host whose process is gone."""
@@ -225,6 +228,7 @@ class Outbox:
             counters["delivered"],
             counters["dead_lettered"],
             None if oldest is None else max(time.time() - oldest, 0.0),
+            counters.get("retried", 0),
         )
 
     def last_id(self) -> int:

@@ -84,6 +84,7 @@ class DjangoOutbox:
             self._count("dead_lettered", gone)
 
     def retry_later(self, items: list[Item], delay: float, error: str) -> None:
+        self._count("retried", len(items))
         self._events().filter(id__in=[item.id for item in items]).update(
             lease_until=0,
             lease_owner="",
@@ -119,6 +120,7 @@ class DjangoOutbox:
             counters.get("delivered", 0),
             counters.get("dead_lettered", 0),
             None if oldest is None else max((timezone.now() - oldest).total_seconds(), 0.0),
+            counters.get("retried", 0),
         )
 
     def _count(self, name: str, by: int) -> None:

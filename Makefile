@@ -12,7 +12,7 @@ SCOPES ?= write,read
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/auditlog
 PYTEST_ARGS ?=
 
-.PHONY: venv run serve migrate key test test-sqlite test-postgres lint format clean bench bench-read bench-scale loadtest client-schema
+.PHONY: venv run serve migrate key test test-sqlite test-postgres lint format clean bench bench-read bench-scale bench-client loadtest client-schema
 
 venv: $(VENV)/.installed
 
@@ -83,6 +83,9 @@ bench-read: venv
 # without, a partition dropped against batched deletes (minutes; the events are kept for reruns).
 bench-scale: venv
 	$(PY) loadtest/bench_scale.py
+
+bench-client: venv
+	$(PY) loadtest/bench_client.py
 
 # Lint, and the models and the migrations agree (a model change without its migration fails).
 lint: venv .env

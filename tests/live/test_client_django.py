@@ -9,7 +9,9 @@ import os
 import subprocess
 import sys
 
+import psycopg
 import pytest
+from django.db import connection
 
 from auditlog.keys.services import api_key_create
 from auditlog.models import ActionLog, Scope
@@ -20,12 +22,32 @@ pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
 SECRETS = ("pbkdf2$hash-one", "pbkdf2$hash-two", "1234", "tok-one")
 
 
-def producer(tmp_path, url, token, *args):
+@pytest.fixture(params=["sqlite", "postgres"])
+def producer_database(request, tmp_path):
+    """The producer app's own database: a SQLite file, or (where the suite runs on PostgreSQL)
+    a fresh PostgreSQL database on the same server."""
+    if request.param == "sqlite":
+        yield {"PRODUCER_DB": str(tmp_path / "producer.sqlite3")}
+        return
+    if connection.vendor != "postgresql":
+        pytest.skip("the PostgreSQL producer runs where the suite runs on PostgreSQL")
+    settings = connection.settings_dict
+    base = f"postgres://postgres@{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}"
+    name = "auditlog_producer_test"
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    yield {"PRODUCER_DATABASE_URL": f"{base}/{name}"}
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def producer(database, url, token, *args):
     env = {
         **os.environ,
         "PYTHONPATH": f"{ROOT}:{ROOT / 'clients/python'}",
         "DJANGO_SETTINGS_MODULE": "tests.client.django_producer.settings",
-        "PRODUCER_DB": str(tmp_path / "producer.sqlite3"),
+        **database,
         "AUDITLOG_URL": url,
         "AUDITLOG_TOKEN": token,
     }
@@ -34,26 +56,28 @@ def producer(tmp_path, url, token, *args):
     )
 
 
-def scenario(tmp_path, url, token, name):
-    done = producer(tmp_path, url, token, "-m", "tests.client.django_producer.scenario", name)
-    return done
+def scenario(database, url, token, name):
+    return producer(database, url, token, "-m", "tests.client.django_producer.scenario", name)
 
 
-def test_a_django_producer_delivers_what_committed_and_nothing_else(gunicorn, tmp_path):
+def test_a_django_producer_delivers_what_committed_and_nothing_else(gunicorn, producer_database):
     source, token = api_key_create(name="shop", scopes={Scope.WRITE})
 
     ran = {
-        name: scenario(tmp_path, gunicorn.url, token, name) for name in ("transactions", "models", "request")
+        name: scenario(producer_database, gunicorn.url, token, name)
+        for name in ("transactions", "models", "request")
     }
     for name, done in ran.items():
         assert done.returncode == 0, (name, done.stdout, done.stderr)
     assert json.loads(ran["transactions"].stdout) == {"tags": ["kept"]}
-    killed = scenario(tmp_path, gunicorn.url, token, "die-after-commit")
+    killed = scenario(producer_database, gunicorn.url, token, "die-after-commit")
     assert killed.returncode == -9, killed.stderr
     models = json.loads(ran["models"].stdout)
     user = json.loads(ran["request"].stdout)["user"]
 
-    sent = producer(tmp_path, gunicorn.url, token, "-m", "django", "auditlog_client_send", "--timeout", "60")
+    sent = producer(
+        producer_database, gunicorn.url, token, "-m", "django", "auditlog_client_send", "--timeout", "60"
+    )
     assert sent.returncode == 0, sent.stderr
     assert "0 pending" in sent.stdout and "0 dead letters" in sent.stdout
 

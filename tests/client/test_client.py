@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from contextlib import redirect_stdout
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from auditlog_client import Client, EventInvalid, OutboxFull
@@ -114,3 +115,42 @@ def test_the_console_command_shows_and_retries_dead_letters(outbox_path):
     _, out = run("--outbox", str(outbox_path), "retry", "k-1")
     assert json.loads(out) == {"moved_back": 1}
     assert outbox.stats().pending == 1 and outbox.stats().dead_lettered == 0
+
+
+class _Unavailable(BaseHTTPRequestHandler):
+    """A service that answers every batch 503 with Retry-After: 3, as the real one does when its
+    database is unreachable."""
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = b'{"error": {"code": "service_unavailable", "message": "Try again."}}'
+        self.send_response(503)
+        self.send_header("Retry-After", "3")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_503_keeps_the_batch_and_waits_at_least_its_retry_after(outbox_path):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Unavailable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = Client(
+            f"http://127.0.0.1:{server.server_port}", "token", outbox_path, send=False, max_backoff=0.5
+        )
+        client.record(action="a", actor=1)
+        before = time.time()
+        delay = client.send_once()
+    finally:
+        server.shutdown()
+
+    assert delay >= 3
+    [(not_before, attempts, error)] = (
+        Outbox(outbox_path).db().execute("SELECT not_before, attempts, last_error FROM outbox")
+    )
+    assert not_before >= before + 3 and attempts == 1 and "503" in error
+    assert client.stats().pending == 1 and client.stats().retried == 1

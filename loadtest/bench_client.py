@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import EVENT, make_key
@@ -58,8 +59,10 @@ def record_timings(path: Path, count: int, durable: str) -> dict:
 
 def direct(server: Server, token: str, batches: int, tag: str) -> float:
     """Seconds to POST `batches` batches of 1,000 over one keep-alive connection."""
+    occurred_at = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    event = EVENT | {"occurred_at": occurred_at}  # what the client sends: an explicit time and a key
     bodies = [
-        json.dumps({"events": [EVENT | {"idempotency_key": f"{tag}-{b}-{n}"} for n in range(1000)]}).encode()
+        json.dumps({"events": [event | {"idempotency_key": f"{tag}-{b}-{n}"} for n in range(1000)]}).encode()
         for b in range(batches)
     ]
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)

@@ -143,24 +143,27 @@ class Outbox:
     # --- sending -------------------------------------------------------------------------
 
     def claim(self, limit: int, lease: float, max_bytes: int) -> list[Item]:
-        """Lease up to `limit` due events (oldest first, at most `max_bytes` of bodies)."""
+        """Lease up to `limit` due events (oldest first, at most `max_bytes` of bodies): one
+        UPDATE ... RETURNING, under the write lock."""
         now = time.time()
         with self.write() as db:
             rows = db.execute(
-                "SELECT id, key, body, attempts FROM outbox WHERE not_before <= ? AND lease_until < ?"
-                " ORDER BY id LIMIT ?",
-                (now, now, limit),
+                "UPDATE outbox SET lease_until = ?, lease_owner = ? WHERE id IN"
+                " (SELECT id FROM outbox WHERE not_before <= ? AND lease_until < ? ORDER BY id LIMIT ?)"
+                " RETURNING id, key, body, attempts",
+                (now + lease, OWNER, now, now, limit),
             ).fetchall()
+            rows.sort()
             items, size = [], 0
             for row in rows:
                 size += len(row[2]) + 1
                 if items and size > max_bytes:
                     break
                 items.append(Item(*row))
-            if items:
+            if len(items) < len(rows):  # over the batch's bytes: the rest waits for the next batch
                 db.executemany(
-                    "UPDATE outbox SET lease_until = ?, lease_owner = ? WHERE id = ?",
-                    [(now + lease, OWNER, item.id) for item in items],
+                    "UPDATE outbox SET lease_until = 0, lease_owner = '' WHERE id = ?",
+                    [(row[0],) for row in rows[len(items) :]],
                 )
         return items
 

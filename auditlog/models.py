@@ -8,10 +8,15 @@ class Scope(models.TextChoices):
     READ = "read", "read"  # its own source's events
     READ_ALL = "read_all", "read_all"  # every source's, internal events included (auditors, SIEMs)
     WRITE = "write", "write"
+    METRICS = "metrics", "metrics"  # GET /metrics only (Prometheus's scrape)
 
 
 # What each scope a view asks for is satisfied by.
-SCOPE_SATISFIED_BY = {Scope.READ: {Scope.READ, Scope.READ_ALL}, Scope.WRITE: {Scope.WRITE}}
+SCOPE_SATISFIED_BY = {
+    Scope.READ: {Scope.READ, Scope.READ_ALL},
+    Scope.WRITE: {Scope.WRITE},
+    Scope.METRICS: {Scope.METRICS},
+}
 # Source names of this service's own events: no key may be given one.
 RESERVED_SOURCE_PREFIX = "auditlog-"
 
@@ -25,11 +30,18 @@ class ApiKey(models.Model):
     scopes = models.CharField(
         max_length=32,
         help_text="Comma-separated: write; read (its own events) or read_all (every source's, internal "
-        "events included).",
+        "events included); metrics (GET /metrics).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    expected_interval_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="A write key's source is reported silent when no event arrives for this long "
+        "(default AUDITLOG_SILENCE_AFTER_SECONDS).",
+    )
+    silent_since = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-created_at"]

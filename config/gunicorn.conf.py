@@ -21,3 +21,30 @@ errorlog = "-"
 # gunicorn >= 24 opens a control socket at one fixed path per user: several servers on one
 # machine (tests, benchmarks) would fight over it, and nothing here uses gunicornc.
 control_socket_disable = True
+
+# Metrics across workers (prometheus_client's multiprocess mode): each worker writes its values
+# to files in PROMETHEUS_MULTIPROC_DIR and GET /metrics adds them up. The directory must be
+# empty when the server starts (old files would count again): a private one is made for this
+# server unless one is given, and emptied if given; a dead worker's live values are dropped.
+_metrics_dir_made = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _metrics_dir_made:
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="auditlog-metrics-")
+else:
+    for _name in os.listdir(os.environ["PROMETHEUS_MULTIPROC_DIR"]):
+        if _name.endswith(".db"):
+            os.unlink(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], _name))
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _metrics_dir_made:
+        import shutil
+
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

@@ -48,6 +48,9 @@ INSTALLED_APPS = [
 # is a few attribute reads for them and which system checks look for by name: security, CSRF
 # (the API views are csrf_exempt), X-Frame-Options, axes.
 MIDDLEWARE = [
+    # Outermost: a request id for every request, in every answer and log line; metrics and the
+    # request's log line see the final status (auditlog.monitoring.requests).
+    "auditlog.monitoring.requests.RequestObservationMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "auditlog.http.site_middleware.WhiteNoiseMiddleware",
     "auditlog.http.middleware.ApiErrorMiddleware",
@@ -353,11 +356,25 @@ AUDITLOG_BENCH_ENDPOINT = env.bool("AUDITLOG_BENCH_ENDPOINT", default=False)
 
 # --- Logging: to stderr, where gunicorn and the live tests read it --------------------------
 LOG_LEVEL = env.str("DJANGO_LOG_LEVEL", default="INFO")
+# Monitoring (docs/monitoring.md): Prometheus metrics at GET /metrics (a `metrics` key), one
+# JSON log line per request, and sources gone silent.
+AUDITLOG_METRICS = env.bool("AUDITLOG_METRICS", default=True)
+AUDITLOG_REQUEST_LOG = env.bool("AUDITLOG_REQUEST_LOG", default=True)
+AUDITLOG_LOG_FORMAT = env.str("AUDITLOG_LOG_FORMAT", default="json")
+if AUDITLOG_LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured(f"AUDITLOG_LOG_FORMAT={AUDITLOG_LOG_FORMAT!r}: json or text")
+# A write key's source is silent after this long without an event, unless its key says otherwise
+# (auditlog.monitoring.silence says why a day).
+AUDITLOG_SILENCE_AFTER_SECONDS = env.int("AUDITLOG_SILENCE_AFTER_SECONDS", default=86400)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"}},
-    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "json": {"()": "auditlog.monitoring.logs.JsonFormatter"},
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"},
+    },
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": AUDITLOG_LOG_FORMAT}},
     "loggers": {
         "django": {"handlers": ["stderr"], "level": "WARNING"},
         # 4xx answers are the client's business (and costly to log under load); 5xx still log.

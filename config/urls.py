@@ -4,11 +4,13 @@ from django.urls import path
 
 import auditlog.urls
 from auditlog.http import views
+from auditlog.monitoring import views as monitoring_views
 
 urlpatterns = [
     *auditlog.urls.urlpatterns,  # first: the ingest hot path
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", monitoring_views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
 ]
 

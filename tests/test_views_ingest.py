@@ -10,7 +10,7 @@ from auditlog.http import endpoint, errors
 from auditlog.http.views import MSG_BATCH_HEADER
 from auditlog.keys.services import api_key_create, api_key_revoke
 from auditlog.models import ActionLog
-from tests.conftest import BATCH_URL, EVENTS_URL, ApiClient, make_event
+from tests.conftest import BATCH_URL, EVENTS_URL, ApiClient, make_event, without_request_id
 
 pytestmark = pytest.mark.django_db
 
@@ -99,7 +99,7 @@ def test_reused_key_with_other_body_is_conflict(api):
     response = api.post(EVENTS_URL, make_event(idempotency_key="evt-4", outcome="failure"))
 
     assert response.status_code == 409
-    assert response.json() == error_body(errors.CONFLICT, errors.MSG_IDEMPOTENCY_CONFLICT)
+    assert without_request_id(response.json()) == error_body(errors.CONFLICT, errors.MSG_IDEMPOTENCY_CONFLICT)
     assert ActionLog.objects.get().outcome == "success"
 
 
@@ -119,7 +119,7 @@ def test_missing_token_is_unauthorized(anonymous_api):
     response = anonymous_api.post(EVENTS_URL, make_event())
 
     assert response.status_code == 401
-    assert response.json() == error_body(errors.UNAUTHORIZED, endpoint.MSG_NO_TOKEN)
+    assert without_request_id(response.json()) == error_body(errors.UNAUTHORIZED, endpoint.MSG_NO_TOKEN)
     assert response["WWW-Authenticate"] == 'Bearer realm="auditlog"'
     assert not ActionLog.objects.exists()
 
@@ -128,7 +128,7 @@ def test_wrong_token_is_unauthorized(client):
     response = ApiClient(client, "al_00000000_not-a-real-secret").post(EVENTS_URL, make_event())
 
     assert response.status_code == 401
-    assert response.json() == error_body(errors.UNAUTHORIZED, endpoint.MSG_BAD_TOKEN)
+    assert without_request_id(response.json()) == error_body(errors.UNAUTHORIZED, endpoint.MSG_BAD_TOKEN)
 
 
 def test_revoked_token_is_unauthorized(api, writer_key):
@@ -136,14 +136,16 @@ def test_revoked_token_is_unauthorized(api, writer_key):
     response = api.post(EVENTS_URL, make_event())
 
     assert response.status_code == 401
-    assert response.json() == error_body(errors.UNAUTHORIZED, endpoint.MSG_BAD_TOKEN)
+    assert without_request_id(response.json()) == error_body(errors.UNAUTHORIZED, endpoint.MSG_BAD_TOKEN)
 
 
 def test_read_only_key_cannot_post(reader_api):
     response = reader_api.post(EVENTS_URL, make_event())
 
     assert response.status_code == 403
-    assert response.json() == error_body(errors.FORBIDDEN, endpoint.MSG_SCOPE.format(scope="write"))
+    assert without_request_id(response.json()) == error_body(
+        errors.FORBIDDEN, endpoint.MSG_SCOPE.format(scope="write")
+    )
     assert not ActionLog.objects.exists()
 
 
@@ -163,7 +165,7 @@ def test_malformed_json_is_invalid_json(api):
     assert response.status_code == 400
     assert response.json()["error"]["code"] == errors.INVALID_JSON
     assert response.json()["error"]["message"].startswith("The body is not valid JSON: ")
-    assert set(response.json()["error"]) == {"code", "message"}
+    assert set(response.json()["error"]) == {"code", "message", "request_id"}
 
 
 @pytest.mark.parametrize("body", ["[1, 2]", '"text"', "null", "42"])
@@ -171,7 +173,7 @@ def test_non_object_body_is_invalid_json(api, body):
     response = api.post(EVENTS_URL, body)
 
     assert response.status_code == 400
-    assert response.json() == error_body(errors.INVALID_JSON, endpoint.MSG_NOT_OBJECT)
+    assert without_request_id(response.json()) == error_body(errors.INVALID_JSON, endpoint.MSG_NOT_OBJECT)
 
 
 @pytest.mark.parametrize("body", ['{"action": NaN}', '{"a": -Infinity}'])
@@ -205,7 +207,9 @@ def test_other_content_type_is_unsupported(api, content_type):
     response = api.post(EVENTS_URL, json.dumps(make_event()), content_type=content_type)
 
     assert response.status_code == 415
-    assert response.json() == error_body(errors.UNSUPPORTED_MEDIA_TYPE, endpoint.MSG_MEDIA_TYPE)
+    assert without_request_id(response.json()) == error_body(
+        errors.UNSUPPORTED_MEDIA_TYPE, endpoint.MSG_MEDIA_TYPE
+    )
     assert not ActionLog.objects.exists()
 
 
@@ -220,7 +224,9 @@ def test_two_mebibyte_body_is_payload_too_large(api):
     response = api.post(EVENTS_URL, body)
 
     assert response.status_code == 413
-    assert response.json() == error_body(errors.PAYLOAD_TOO_LARGE, endpoint.MSG_TOO_LARGE.format(limit=65536))
+    assert without_request_id(response.json()) == error_body(
+        errors.PAYLOAD_TOO_LARGE, endpoint.MSG_TOO_LARGE.format(limit=65536)
+    )
     assert not ActionLog.objects.exists()
 
 
@@ -228,7 +234,7 @@ def test_missing_actor_id_is_a_field_error(api):
     response = api.post(EVENTS_URL, make_event(actor={"type": "user"}))
 
     assert response.status_code == 400
-    assert response.json() == error_body(
+    assert without_request_id(response.json()) == error_body(
         errors.VALIDATION_ERROR, validation.MSG_INVALID_EVENT, {"actor.id": [rules.MSG_REQUIRED]}
     )
     assert not ActionLog.objects.exists()
@@ -351,7 +357,9 @@ def test_batch_needs_1_to_1000_events(api, events):
 
     message = "Must be a list of 1 to 1000 events."
     assert response.status_code == 400
-    assert response.json() == error_body(errors.VALIDATION_ERROR, message, {"events": [message]})
+    assert without_request_id(response.json()) == error_body(
+        errors.VALIDATION_ERROR, message, {"events": [message]}
+    )
     assert not ActionLog.objects.exists()
 
 
@@ -359,7 +367,7 @@ def test_batch_rejects_idempotency_header(api):
     response = api.post(BATCH_URL, {"events": [make_event()]}, headers={"Idempotency-Key": "x"})
 
     assert response.status_code == 400
-    assert response.json() == error_body(errors.VALIDATION_ERROR, MSG_BATCH_HEADER)
+    assert without_request_id(response.json()) == error_body(errors.VALIDATION_ERROR, MSG_BATCH_HEADER)
 
 
 def test_batch_needs_write_scope(reader_api):
@@ -376,7 +384,7 @@ def test_unknown_api_path_is_json_404(api):
     response = api.get("/api/v1/nothing-here")
 
     assert response.status_code == 404
-    assert response.json() == error_body(errors.NOT_FOUND, errors.MSG_NOT_FOUND)
+    assert without_request_id(response.json()) == error_body(errors.NOT_FOUND, errors.MSG_NOT_FOUND)
 
 
 @pytest.mark.parametrize("method", ["put", "patch", "delete"])
@@ -384,7 +392,7 @@ def test_wrong_method_is_json_405(client, method):
     response = getattr(client, method)(BATCH_URL)
 
     assert response.status_code == 405
-    assert response.json() == error_body(errors.METHOD_NOT_ALLOWED, "Use POST, OPTIONS.")
+    assert without_request_id(response.json()) == error_body(errors.METHOD_NOT_ALLOWED, "Use POST, OPTIONS.")
     assert response["Allow"] == "POST, OPTIONS"
 
 
@@ -397,4 +405,4 @@ def test_unexpected_exception_is_json_500(api, monkeypatch):
     response = api.post(EVENTS_URL, make_event())
 
     assert response.status_code == 500
-    assert response.json() == error_body(errors.INTERNAL_ERROR, errors.MSG_INTERNAL)
+    assert without_request_id(response.json()) == error_body(errors.INTERNAL_ERROR, errors.MSG_INTERNAL)

@@ -37,6 +37,7 @@ from django.conf import settings
 from django.db import OperationalError, connection, transaction
 
 from auditlog.db.private_files import private_file_open_append
+from auditlog.monitoring import metrics
 
 
 @contextmanager
@@ -67,6 +68,7 @@ def sqlite_writer_queue(since: float | None = None):
             time.sleep(pause)
             pause = min(pause * 2, 0.001)
     remaining = deadline - time.monotonic()
+    metrics.observe(metrics.WRITER_QUEUE_SECONDS, settings.SQLITE_BUSY_TIMEOUT - remaining)
     _thread.held = True
     try:
         if remaining < settings.SQLITE_BUSY_TIMEOUT - QUEUE_WAIT_UNNOTICED:

@@ -86,6 +86,7 @@ def _authenticate(request, scope: str):
     if not key.scope_set & SCOPE_SATISFIED_BY[scope]:
         raise errors.ApiError(errors.FORBIDDEN, MSG_SCOPE.format(scope=scope))
     api_key_touch(key=key)
+    request.auditlog_key_prefix = key.prefix  # for the request's log line
     return key
 
 

@@ -1,7 +1,9 @@
-"""The one JSON error shape: {"error": {"code", "message", "fields"?}} for every non-2xx."""
+"""The one JSON error shape: {"error": {"code", "message", "fields"?, "request_id"}} for every non-2xx."""
 
 from django.conf import settings
 from django.http import JsonResponse
+
+from auditlog.monitoring.logs import REQUEST_ID
 
 BAD_REQUEST = "bad_request"
 INVALID_JSON = "invalid_json"
@@ -61,7 +63,11 @@ class ApiError(Exception):
 
 
 def error_response(error: ApiError) -> JsonResponse:
-    response = JsonResponse({"error": error.as_dict()}, status=STATUS[error.code])
+    body = error.as_dict()
+    request_id = REQUEST_ID.get()
+    if request_id is not None:  # the same id as the answer's X-Request-ID and its log line
+        body["request_id"] = request_id
+    response = JsonResponse({"error": body}, status=STATUS[error.code])
     for name, value in error.headers.items():
         response[name] = value
     return response

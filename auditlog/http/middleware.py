@@ -9,6 +9,7 @@ from auditlog.http import errors
 from auditlog.http.endpoint import MSG_BODY_TIMEOUT
 from auditlog.http.read_deadline import read_in_time
 from auditlog.http.site_middleware import PROBES, is_api_request
+from auditlog.monitoring import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,14 @@ class ApiErrorMiddleware:
 
     def process_exception(self, request, exception):
         if isinstance(exception, (OperationalError, InterfaceError)):
-            logger.error("database unavailable on %s %s: %r", request.method, request.path, exception)
+            cause = metrics.count_unavailable(exception)
+            logger.error(
+                "database unavailable on %s %s: %r",
+                request.method,
+                request.path,
+                exception,
+                extra={"cause": cause},
+            )
             request.auditlog_database_failure = "lost" if connection_lost(connection) else "failed"
             return errors.error_response(errors.unavailable_error())
         if isinstance(exception, errors.ApiError):  # raised only by JSON endpoints (the probes too)

@@ -138,6 +138,10 @@ def _error() -> dict:
                         "additionalProperties": {"type": "array", "items": {"type": "string"}},
                         "description": f"At most {validation.MAX_FIELD_ERRORS} fields, then `...`.",
                     },
+                    "request_id": {
+                        "type": "string",
+                        "description": "The request's id: its X-Request-ID header and log line.",
+                    },
                 },
                 "required": ["code", "message"],
                 "additionalProperties": False,

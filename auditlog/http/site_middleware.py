@@ -22,12 +22,13 @@ from whitenoise import middleware as whitenoise
 
 # /healthz needs no database; /readyz must ask it (it has its own bound, auditlog.http.readiness).
 PROBES = frozenset({"/healthz", "/readyz"})
+METRICS_PATH = "/metrics"  # Prometheus's scrape: a bearer key, JSON errors, like the API
 HOOKS = ("process_view", "process_exception", "process_template_response")
 
 
 def is_api_request(request) -> bool:
     path = request.path_info
-    return path.startswith("/api/") or path in PROBES
+    return path.startswith("/api/") or path in PROBES or path == METRICS_PATH
 
 
 def site_only(middleware: type) -> type:

@@ -16,6 +16,7 @@ from auditlog.http.openapi import openapi_document
 from auditlog.http.readiness import database_ready
 from auditlog.ingest.services import CONFLICT, IdempotencyConflict, event_create, events_create_batch
 from auditlog.models import ActionLog, Scope
+from auditlog.monitoring import metrics
 from auditlog.reading.filters import event_filters_parse
 from auditlog.reading.keyset import cursor_encode
 from auditlog.reading.selectors import event_get, event_list
@@ -69,14 +70,18 @@ def _conflict() -> errors.ApiError:
 @requires_scope(Scope.WRITE, body_limit="AUDITLOG_MAX_EVENT_BYTES")
 def event_create_view(request, api_key, body):
     data, duplicates = parse_json_object(request, body)
+    request.auditlog_event_count = 1
     try:
         header_key = request.META.get("HTTP_IDEMPOTENCY_KEY")
         event = event_validate(data, header_key=header_key, duplicates=duplicates)
         outcome = event_create(source=api_key, event=event)
     except ValidationFailed as failure:
+        metrics.count_events(api_key.name, "rejected")
         raise _invalid(failure) from None
     except IdempotencyConflict:
+        metrics.count_events(api_key.name, "conflict")
         raise _conflict() from None
+    metrics.count_events(api_key.name, "accepted" if outcome.status == 201 else "replayed")
     ack = _ack(outcome.event, {})
     return _answer(
         request, ack, outcome.status, api_key.prefix, [(ack["id"], ack["received_at"], event.payload_hash)]
@@ -110,13 +115,23 @@ def event_batch_view(request, api_key, body):
             results[index] = {"index": index, "status": 400, "error": error}
     outcomes = events_create_batch(source=api_key, events=valid) if valid else []
     timestamps, acks = {}, []
+    results_count = {201: 0, 200: 0, CONFLICT: 0}
     for index, event, outcome in zip(positions, valid, outcomes, strict=True):
+        results_count[outcome.status] += 1
         if outcome.status == CONFLICT:
             results[index] = {"index": index, "status": CONFLICT, "error": _conflict().as_dict()}
         else:
             ack = _ack(outcome.event, timestamps)
             results[index] = {"index": index, "status": outcome.status, **ack}
             acks.append((ack["id"], ack["received_at"], event.payload_hash))
+    request.auditlog_event_count = len(items)
+    for result, count in (
+        ("accepted", results_count[201]),
+        ("replayed", results_count[200]),
+        ("conflict", results_count[CONFLICT]),
+        ("rejected", invalid),
+    ):
+        metrics.count_events(api_key.name, result, count)
     return _answer(request, {"results": results}, 200, api_key.prefix, acks)
 
 

@@ -43,6 +43,7 @@ from django.db import DataError, IntegrityError, OperationalError
 from auditlog.db.connections import pooled_connection_release
 from auditlog.db.writer_queue import sqlite_writer_queue
 from auditlog.ingest.storage import events_insert_new
+from auditlog.monitoring import metrics
 
 MAX_GROUP = 64  # rows per statement; a worker rarely has more threads than this anyway
 
@@ -101,6 +102,7 @@ class GroupCommit:
             group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
             self.statements += 1
             self.rows += len(group)
+        metrics.observe(metrics.GROUP_COMMIT_ROWS, len(group))
         failure = None
         try:
             with sqlite_writer_queue(since=group[0].since):

@@ -7,7 +7,7 @@ import pytest
 
 from auditlog.http import errors
 from auditlog.models import ActionLog
-from tests.conftest import EVENTS_URL, make_event
+from tests.conftest import EVENTS_URL, make_event, without_request_id
 from tests.live.conftest import free_port
 
 pytestmark = [pytest.mark.live, pytest.mark.django_db(transaction=True)]
@@ -72,7 +72,9 @@ def test_unreachable_database_answers_json_503(gunicorn_factory, url, auth):
     ready_status, ready_headers, ready_body = server.request("GET", "/readyz")
 
     assert status == 503
-    assert body == {"error": {"code": errors.SERVICE_UNAVAILABLE, "message": errors.MSG_UNAVAILABLE}}
+    assert without_request_id(body) == {
+        "error": {"code": errors.SERVICE_UNAVAILABLE, "message": errors.MSG_UNAVAILABLE}
+    }
     assert headers["Retry-After"] == "1"
     assert (ready_status, ready_headers["Retry-After"]) == (503, "1")
     assert ready_body["error"]["code"] == errors.SERVICE_UNAVAILABLE

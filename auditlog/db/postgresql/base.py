@@ -15,6 +15,7 @@ whose socket is readable is gone or has something to say: it is replaced, with n
 """
 
 import select
+import time
 from contextlib import contextmanager
 
 import psycopg
@@ -23,6 +24,7 @@ from django.db.backends.postgresql import base
 from psycopg import errors
 
 from auditlog.db.request_guard import request_guard
+from auditlog.monitoring import metrics
 
 
 class BoundedConnection(psycopg.Connection):
@@ -58,7 +60,9 @@ class DatabaseWrapper(base.DatabaseWrapper):
         super().ensure_connection()
 
     def get_new_connection(self, conn_params):
-        connection = super().get_new_connection(conn_params)
+        started = time.monotonic()
+        connection = super().get_new_connection(conn_params)  # from the pool, when pooling
+        metrics.observe(metrics.CONNECTION_SECONDS, time.monotonic() - started)
         # Django builds the connection with psycopg.connect() (or takes it from the pool) and
         # offers no hook for its class; the subclass only adds a bound to `wait`.
         connection.__class__ = BoundedConnection

@@ -13,6 +13,7 @@ from auditlog.db.connections import close_old_connections_between_units
 from auditlog.db.partitions import events_partitioned, partitions_ensure_ahead
 from auditlog.db.roles import maintenance_only
 from auditlog.db.timeouts import command_timeouts
+from auditlog.monitoring.silence import silence_check
 from auditlog.trail.tree import TrailError, seal_cutoff_id, trail_signer, tree_append
 
 
@@ -25,7 +26,8 @@ class Command(BaseCommand):
         "AUDITLOG_CHECKPOINT_INTERVAL_SECONDS, even when nothing arrived; SIGTERM stops it between rounds. "
         "Each run is an internal audit event naming the operating system's user (auditlog.seal; with "
         "--follow, auditlog.seal.start and auditlog.seal.stop), and so is a checkpoint signed with "
-        "another key than the one before (auditlog.trail.key_rotate)."
+        "another key than the one before (auditlog.trail.key_rotate). Each --follow round also checks for "
+        "sources gone silent (auditlog_silence)."
     )
 
     def add_arguments(self, parser):
@@ -141,6 +143,8 @@ class Command(BaseCommand):
                     partitions_ensure_ahead(timezone.now(), settings.AUDITLOG_PARTITIONS_AHEAD)
                     partitions_due = time.monotonic() + 3600
                 self._tree(block_size, checkpoint_after=settings.AUDITLOG_CHECKPOINT_INTERVAL_SECONDS)
+                for event in silence_check():  # sources gone silent, or back
+                    self.stdout.write(f"auditlog_seal --follow: {event.action} {event.metadata['source']}")
             # A database restart, or an event that cannot be sealed: say so and try again next
             # round (auditlog_verify reports events left unsealed); the worker never dies of it.
             except Exception as exc:  # noqa: BLE001

@@ -14,6 +14,8 @@ Scenarios, each with the same gunicorn settings (2 workers x 4 threads, producti
       scenario's gunicorn uses them), over the command's own time (not Python's start)
   (g) single POSTs with `Prefer: receipt` (a signed receipt in each answer), interleaved with
       (b) or (c) on the same gunicorn
+  (h) single POSTs to the same service with AUDITLOG_METRICS=false, on its own gunicorn,
+      interleaved with (b) or (c): what the metrics cost a request
 Server CPU per request comes from /proc: the gunicorn processes, plus every PostgreSQL process
 for PostgreSQL. It is the figure to trust on a shared machine; ratios come from one run.
 Writes loadtest/out/bench.json and bench.md.
@@ -187,11 +189,14 @@ def scenario_database(name: str, database_url: str, args, results: dict) -> None
         AUDITLOG_RECEIPT_KEY=signer_key(database_url, "receipts.bench.example"),
     )
     bare = Server(database_url, f"bench-{name}-bare", app="loadtest.bare_app:application")
+    # (h): the same service with its metrics off, for what counting costs a request
+    unmetered = Server(database_url, f"bench-{name}-unmetered", AUDITLOG_METRICS="false")
     slice_size = args.requests // 4
     try:
         load(bare, "/bench/empty", single_bodies(500, f"{name}-bwarm"), 8, None)
         load(server, "/bench/empty", single_bodies(500, f"{name}-ewarm"), 8, None)
         load(server, "/api/v1/events", single_bodies(500, f"{name}-warm"), 8, token)
+        load(unmetered, "/api/v1/events", single_bodies(500, f"{name}-uwarm"), 8, token)
         results.update(
             interleaved(
                 token,
@@ -214,6 +219,13 @@ def scenario_database(name: str, database_url: str, args, results: dict) -> None
                         server,
                         "/api/v1/events",
                         lambda r: single_bodies(slice_size, f"{name}-{r}"),
+                        32,
+                        True,
+                    ),
+                    f"single POST, metrics off, {name}": (
+                        unmetered,
+                        "/api/v1/events",
+                        lambda r: single_bodies(slice_size, f"{name}-unmetered-{r}"),
                         32,
                         True,
                     ),
@@ -243,6 +255,7 @@ def scenario_database(name: str, database_url: str, args, results: dict) -> None
     finally:
         server.stop()
         bare.stop()
+        unmetered.stop()
     raw_url = (
         sqlite_database("bench-raw", fresh=True)
         if name == "sqlite"
@@ -354,6 +367,8 @@ TARGETS = (
     ">= 2.0",
     "<= 1.05",
     "<= 1.05",
+    "<= 1.05",
+    "<= 1.05",
 )
 
 
@@ -390,6 +405,10 @@ def report(results: dict) -> None:
         )
         return single and receipt and round(receipt / single, 2)
 
+    def metrics_ratio(database):
+        on, off = total_cpu(f"single POST, {database}"), total_cpu(f"single POST, metrics off, {database}")
+        return on and off and round(on / off, 2)
+
     ratios = {
         "b/a0 CPU per request, single POST SQLite / bare Django app (interleaved)": cpu_ratio(
             "sqlite", "bare Django app"
@@ -418,6 +437,12 @@ def report(results: dict) -> None:
         ),
         "g/c CPU per request, single POST with a signed receipt / without, PostgreSQL (interleaved)": (
             receipt_ratio("postgres")
+        ),
+        "b/h CPU per request, single POST with metrics on / off, SQLite (interleaved)": metrics_ratio(
+            "sqlite"
+        ),
+        "c/h CPU per request, single POST with metrics on / off, PostgreSQL (interleaved)": metrics_ratio(
+            "postgres"
         ),
     }
     targets = dict(zip(ratios, TARGETS, strict=True))

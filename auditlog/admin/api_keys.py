@@ -5,7 +5,7 @@ from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.utils.cache import add_never_cache_headers
 
-from auditlog.admin.access import api_key_created, api_key_revoked
+from auditlog.admin.access import access_event, api_key_created, api_key_revoked
 from auditlog.admin.forms import ApiKeyCreateForm
 from auditlog.keys.services import MSG_REVOKED_FROM_A_SERVER_PROCESS, api_key_create, api_key_revoke
 from auditlog.models import ApiKey
@@ -13,11 +13,23 @@ from auditlog.models import ApiKey
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    list_display = ("name", "prefix", "scopes", "created_at", "last_used_at", "revoked_at")
+    list_display = ("name", "prefix", "scopes", "created_at", "last_used_at", "revoked_at", "silent_since")
     list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
     search_fields = ("=prefix", "name")
-    readonly_fields = ("name", "prefix", "scopes", "created_at", "last_used_at", "revoked_at")
+    readonly_fields = ("name", "prefix", "scopes", "created_at", "last_used_at", "revoked_at", "silent_since")
     actions = ("revoke",)
+
+    def save_model(self, request, obj, form, change):
+        """Only the expected interval changes here; a longer one quiets an alarm, so it is recorded."""
+        before = ApiKey.objects.filter(pk=obj.pk).values_list("expected_interval_seconds", flat=True).first()
+        super().save_model(request, obj, form, change)
+        if change and before != obj.expected_interval_seconds:
+            access_event(
+                "auditlog.apikey.change",
+                target_type="apikey",
+                target_id=obj.prefix,
+                metadata={"changes": {"expected_interval_seconds": [before, obj.expected_interval_seconds]}},
+            )
 
     def has_delete_permission(self, request, obj=None):
         return False  # events reference their key (PROTECT): revoke instead

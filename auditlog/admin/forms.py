@@ -11,7 +11,7 @@ class ApiKeyCreateForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
         initial=[Scope.WRITE],
         help_text="write: POST events. read: GET its own events. read_all: GET every source's events, "
-        "this service's own included (auditors' tools, SIEM exports).",
+        "this service's own included (auditors' tools, SIEM exports). metrics: GET /metrics (Prometheus).",
     )
 
     def clean_name(self):

@@ -1,5 +1,5 @@
 """Logs as JSON lines (AUDITLOG_LOG_FORMAT=json, the default; "text" for a terminal): time, level,
-logger, message, the request id of the request being served, and the record's extra fields.
+logger, process id, message, the request id of the request being served, and the record's extra fields.
 Configured through the standard `logging` module (config/settings.py's LOGGING), so every
 logger, management commands' included, writes the same way."""
 
@@ -22,6 +22,7 @@ class JsonFormatter(logging.Formatter):
             .replace("+00:00", "Z"),
             "level": record.levelname.lower(),
             "logger": record.name,
+            "process": record.process,
             "message": record.getMessage(),
         }
         request_id = REQUEST_ID.get()

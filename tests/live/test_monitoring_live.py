@@ -135,3 +135,23 @@ def test_every_alert_has_a_runbook_line():
     runbook = (ROOT / "docs/monitoring.md").read_text().lower()
     for anchor in (line.split("#")[1].strip('"') for line in rules.splitlines() if "runbook:" in line):
         assert f"### {anchor}" in runbook, anchor
+
+
+def test_the_shipped_scrape_configuration_passes_promtool(tmp_path):
+    """The configuration as shipped, with its credentials file made (promtool checks it exists)."""
+    needs(PROMTOOL)
+    shipped = (ROOT / "deploy/prometheus/prometheus.yml").read_text()
+    token = tmp_path / "auditlog-metrics.token"
+    token.write_text("a-metrics-key\n")
+    (tmp_path / "prometheus.yml").write_text(
+        shipped.replace("/etc/prometheus/auditlog-metrics.token", str(token))
+    )
+    (tmp_path / "alerts.yml").write_text((ROOT / "deploy/prometheus/alerts.yml").read_text())
+    checked = subprocess.run(
+        [PROMTOOL, "check", "config", str(tmp_path / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "SUCCESS: 11 rules found" in checked.stdout

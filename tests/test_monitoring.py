@@ -1,9 +1,11 @@
 """Monitoring: /metrics for a metrics key, counted by route, status, source and cause; a request
 id in every answer, error body and log line; sources gone silent."""
 
+import io
 import json
 import logging
 import re
+import time
 from datetime import timedelta
 
 import pytest
@@ -210,3 +212,31 @@ def test_a_keys_expected_interval_is_set_in_the_admin_and_the_change_recorded(
     [event] = ActionLog.objects.filter(action="auditlog.apikey.change")
     assert (event.actor_id, event.target_id) == (admin_user.username, key.prefix)
     assert event.metadata == {"changes": {"expected_interval_seconds": [None, 600]}}
+
+
+@pytest.mark.usefixtures("maintenance_role")
+def test_the_seal_worker_reports_a_source_silent_within_its_bound(settings, client):
+    """A producer sends, then stops: past its bound, the worker's next round records it."""
+    from django.core.management import call_command
+
+    from auditlog.trail.note import Signer
+
+    settings.AUDITLOG_TRAIL_KEY = Signer.generate("audit.example.com/log").text()
+    settings.AUDITLOG_SEAL_INTERVAL_SECONDS = 0
+    key, token = api_key_create(name="payroll", scopes={Scope.WRITE})
+    ApiKey.objects.filter(pk=key.pk).update(expected_interval_seconds=1)
+    assert (
+        ApiClient(client, token)
+        .post(EVENTS_URL, make_event(occurred_at=timezone.now().isoformat()))
+        .status_code
+        == 201
+    )
+    call_command("auditlog_seal", "--follow", "--rounds", "1", stdout=io.StringIO())
+    assert not ActionLog.objects.filter(action="auditlog.source.silent").exists()  # within its bound
+
+    time.sleep(3.2)
+    out = io.StringIO()
+    call_command("auditlog_seal", "--follow", "--rounds", "1", stdout=out)
+
+    [silent] = ActionLog.objects.filter(action="auditlog.source.silent")
+    assert silent.target_id == key.prefix and "auditlog.source.silent payroll" in out.getvalue()

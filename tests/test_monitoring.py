@@ -224,7 +224,7 @@ def test_the_seal_worker_reports_a_source_silent_within_its_bound(settings, clie
     settings.AUDITLOG_TRAIL_KEY = Signer.generate("audit.example.com/log").text()
     settings.AUDITLOG_SEAL_INTERVAL_SECONDS = 0
     key, token = api_key_create(name="payroll", scopes={Scope.WRITE})
-    ApiKey.objects.filter(pk=key.pk).update(expected_interval_seconds=1)
+    ApiKey.objects.filter(pk=key.pk).update(expected_interval_seconds=3)
     assert (
         ApiClient(client, token)
         .post(EVENTS_URL, make_event(occurred_at=timezone.now().isoformat()))

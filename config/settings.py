@@ -3,6 +3,7 @@
 See docs/configuration.md and docs/connections.md for what each one does.
 """
 
+import logging
 from datetime import timedelta
 from pathlib import Path
 
@@ -366,6 +367,12 @@ if AUDITLOG_LOG_FORMAT not in ("json", "text"):
 # A write key's source is silent after this long without an event, unless its key says otherwise
 # (auditlog.monitoring.silence says why a day).
 AUDITLOG_SILENCE_AFTER_SECONDS = env.int("AUDITLOG_SILENCE_AFTER_SECONDS", default=86400)
+
+# Every request writes a log line: skip what no line here uses (the logging HOWTO's
+# "Optimization"): the caller's file and line, thread and multiprocessing names.
+logging._srcfile = None
+logging.logThreads = False
+logging.logMultiprocessing = False
 
 LOGGING = {
     "version": 1,

@@ -6,7 +6,7 @@ logger, management commands' included, writes the same way."""
 import contextvars
 import json
 import logging
-from datetime import UTC, datetime
+import time
 
 # The id of the request this thread serves (auditlog.monitoring.requests sets it).
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("auditlog_request_id", default=None)
@@ -17,9 +17,8 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"me
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         data = {
-            "time": datetime.fromtimestamp(record.created, UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "process": record.process,

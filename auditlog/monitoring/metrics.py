@@ -57,9 +57,15 @@ def enabled() -> bool:
     return settings.AUDITLOG_METRICS
 
 
+_events: dict = {}
+
+
 def count_events(source: str, result: str, count: int = 1) -> None:
     if count and enabled():
-        EVENTS.labels(source, result).inc(count)
+        child = _events.get((source, result))
+        if child is None:  # labels() once per source and result
+            child = _events[(source, result)] = EVENTS.labels(source, result)
+        child.inc(count)
 
 
 def count_unavailable(exception: BaseException) -> str:

@@ -30,7 +30,9 @@ _metrics_dir_made = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 if _metrics_dir_made:
     import tempfile
 
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="auditlog-metrics-")
+    # On tmpfs, as the heartbeat files: the values are memory-mapped files, written on every
+    # request, which a disk would write back for nothing.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="auditlog-metrics-", dir=worker_tmp_dir)
 else:
     for _name in os.listdir(os.environ["PROMETHEUS_MULTIPROC_DIR"]):
         if _name.endswith(".db"):

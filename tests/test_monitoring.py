@@ -240,3 +240,13 @@ def test_the_seal_worker_reports_a_source_silent_within_its_bound(settings, clie
 
     [silent] = ActionLog.objects.filter(action="auditlog.source.silent")
     assert silent.target_id == key.prefix and "auditlog.source.silent payroll" in out.getvalue()
+
+
+def test_a_key_made_on_the_command_line_can_say_its_cadence():
+    from django.core.management import call_command
+
+    call_command("auditlog_create_key", "--name", "cron-jobs", "--expect-every", "7200", stdout=io.StringIO())
+    call_command("auditlog_create_key", "--name", "prometheus", "--scopes", "metrics", stdout=io.StringIO())
+
+    assert ApiKey.objects.get(name="cron-jobs").expected_interval_seconds == 7200
+    assert ApiKey.objects.get(name="prometheus").scope_set == {"metrics"}

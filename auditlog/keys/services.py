@@ -24,7 +24,9 @@ MSG_RESERVED_NAME = (
 )
 
 
-def api_key_create(*, name: str, scopes: set[str]) -> tuple[ApiKey, str]:
+def api_key_create(
+    *, name: str, scopes: set[str], expected_interval_seconds: int | None = None
+) -> tuple[ApiKey, str]:
     """Create a key; return it and its token, which exists only in this return value."""
     unknown = set(scopes) - set(Scope.values)
     if not scopes or unknown:
@@ -33,7 +35,11 @@ def api_key_create(*, name: str, scopes: set[str]) -> tuple[ApiKey, str]:
         raise ValueError(MSG_RESERVED_NAME)
     prefix, token = token_generate()
     key = ApiKey.objects.create(
-        name=name, prefix=prefix, key_hash=token_hash(token), scopes=",".join(sorted(scopes))
+        name=name,
+        prefix=prefix,
+        key_hash=token_hash(token),
+        scopes=",".join(sorted(scopes)),
+        expected_interval_seconds=expected_interval_seconds,
     )
     return key, token
 

@@ -14,21 +14,33 @@ class Command(BaseCommand):
             "--scopes",
             default="write",
             help="Comma-separated scopes: write (POST events), read (GET its own events), read_all (GET "
-            "every source's events, this service's own included: auditors' tools, SIEM exports). "
-            "Default: write.",
+            "every source's events, this service's own included: auditors' tools, SIEM exports), metrics "
+            "(GET /metrics: Prometheus). Default: write.",
+        )
+        parser.add_argument(
+            "--expect-every",
+            type=int,
+            default=None,
+            metavar="SECONDS",
+            help="A write key's source is reported silent after this long without an event "
+            "(default: AUDITLOG_SILENCE_AFTER_SECONDS).",
         )
 
-    def handle(self, *args, name, scopes, **options):
+    def handle(self, *args, name, scopes, expect_every, **options):
         wanted = {scope.strip() for scope in scopes.split(",") if scope.strip()}
         unknown = wanted - set(Scope.values)
         if not wanted or unknown:
             raise CommandError(
-                f"--scopes: use write, read, read_all, or several, comma-separated (got {scopes!r})"
+                f"--scopes: use write, read, read_all, metrics, or several, comma-separated (got {scopes!r})"
             )
         if not name.strip():
             raise CommandError("--name must not be blank")
+        if expect_every is not None and expect_every < 1:
+            raise CommandError("--expect-every must be at least 1 second")
         try:
-            key, token = api_key_create(name=name.strip(), scopes=wanted)
+            key, token = api_key_create(
+                name=name.strip(), scopes=wanted, expected_interval_seconds=expect_every
+            )
         except ValueError as exc:
             raise CommandError(f"--name: {exc}") from None
         api_key_created(key)

@@ -24,19 +24,27 @@ control_socket_disable = True
 
 # Metrics across workers (prometheus_client's multiprocess mode): each worker writes its values
 # to files in PROMETHEUS_MULTIPROC_DIR and GET /metrics adds them up. The directory must be
-# empty when the server starts (old files would count again): a private one is made for this
-# server unless one is given, and emptied if given; a dead worker's live values are dropped.
-_metrics_dir_made = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-if _metrics_dir_made:
+# empty when the server starts (old files would count again): a private one on tmpfs is made
+# for this server unless one is given, and emptied if given; a dead worker's live values are
+# dropped. In hooks, not at import: `manage.py check` reads this file for its numbers
+# (auditlog.checks.capacity) and must not get a directory, or an environment, from it.
+_made_metrics_dir = []
+
+
+def on_starting(server):
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        for name in os.listdir(given):
+            if name.endswith(".db"):
+                os.unlink(os.path.join(given, name))
+        return
     import tempfile
 
-    # On tmpfs, as the heartbeat files: the values are memory-mapped files, written on every
-    # request, which a disk would write back for nothing.
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="auditlog-metrics-", dir=worker_tmp_dir)
-else:
-    for _name in os.listdir(os.environ["PROMETHEUS_MULTIPROC_DIR"]):
-        if _name.endswith(".db"):
-            os.unlink(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], _name))
+    # tmpfs, as the heartbeat files: memory-mapped values written on every request, which a disk
+    # would write back for nothing.
+    made = tempfile.mkdtemp(prefix="auditlog-metrics-", dir=worker_tmp_dir)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = made  # the workers, forked after this, inherit it
+    _made_metrics_dir.append(made)
 
 
 def child_exit(server, worker):
@@ -46,7 +54,7 @@ def child_exit(server, worker):
 
 
 def on_exit(server):
-    if _metrics_dir_made:
-        import shutil
+    import shutil
 
-        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+    for made in _made_metrics_dir:
+        shutil.rmtree(made, ignore_errors=True)

@@ -123,8 +123,11 @@ def test_e007_budget_exactly_at_the_limit_passes():
 def test_capacity_reads_gunicorn_conf(monkeypatch):
     monkeypatch.setenv("WEB_CONCURRENCY", "3")
     monkeypatch.setenv("GUNICORN_THREADS", "5")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
 
     assert checks.capacity(GOOD_POSTGRES) == checks.Capacity(1, 3, 5, None)
+    # Reading the file has no effect: its metrics directory is made by gunicorn's hook only.
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
     assert checks.capacity(GOOD_POSTGRES | {"OPTIONS": {"pool": {"max_size": 6}}}).connections == 18
 
 

@@ -250,3 +250,15 @@ def test_a_key_made_on_the_command_line_can_say_its_cadence():
 
     assert ApiKey.objects.get(name="cron-jobs").expected_interval_seconds == 7200
     assert ApiKey.objects.get(name="prometheus").scope_set == {"metrics"}
+
+
+def test_sqlite_writes_count_their_wait_for_the_writer_queue(api, scraper):
+    from django.db import connection
+
+    if connection.vendor != "sqlite":
+        pytest.skip("the writer queue is SQLite's")
+    before = sample(scrape(scraper), "auditlog_sqlite_writer_queue_wait_seconds_count")
+    assert api.post(EVENTS_URL, make_event(idempotency_key="w1")).status_code == 201
+    after = scrape(scraper)
+
+    assert sample(after, "auditlog_sqlite_writer_queue_wait_seconds_count") > before

@@ -68,7 +68,6 @@ def sqlite_writer_queue(since: float | None = None):
             time.sleep(pause)
             pause = min(pause * 2, 0.001)
     remaining = deadline - time.monotonic()
-    metrics.observe(metrics.WRITER_QUEUE_SECONDS, settings.SQLITE_BUSY_TIMEOUT - remaining)
     _thread.held = True
     try:
         if remaining < settings.SQLITE_BUSY_TIMEOUT - QUEUE_WAIT_UNNOTICED:
@@ -79,6 +78,8 @@ def sqlite_writer_queue(since: float | None = None):
     finally:
         _thread.held = False
         fcntl.flock(lock_file, fcntl.LOCK_UN)
+        # Counted once the queue is free again: the next writer never waits for the count.
+        metrics.observe(metrics.WRITER_QUEUE_SECONDS, settings.SQLITE_BUSY_TIMEOUT - remaining)
 
 
 class _ThreadState(threading.local):

@@ -49,7 +49,11 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 INSERT OR IGNORE INTO counters VALUES ('pending', 0), ('delivered', 0), ('dead_lettered', 0), ('retried', 0);
 """
 
-OWNER = f"{socket.gethostname()}:{os.getpid()}"
+
+def lease_owner() -> str:
+    """Who holds a lease: this host and process, read at each claim (a process forked after this
+    module was imported is its own owner, not its parent)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class OutboxFull(RuntimeError):
@@ -151,7 +155,7 @@ class Outbox:
                 "UPDATE outbox SET lease_until = ?, lease_owner = ? WHERE id IN"
                 " (SELECT id FROM outbox WHERE not_before <= ? AND lease_until < ? ORDER BY id LIMIT ?)"
                 " RETURNING id, key, body, attempts",
-                (now + lease, OWNER, now, now, limit),
+                (now + lease, lease_owner(), now, now, limit),
             ).fetchall()
             rows.sort()
             items, size = [], 0
@@ -204,14 +208,10 @@ class Outbox:
     def release_dead_owners(self) -> int:
         """Take back at once the leases of senders on this host whose process is gone."""
         now = time.time()
-        host = socket.gethostname()
-        owners = [
-            owner
-            for (owner,) in self.db().execute(
-                "SELECT DISTINCT lease_owner FROM outbox WHERE lease_until >= ? AND lease_owner != ''", (now,)
-            )
-        ]
-        dead = [owner for owner in owners if owner.rpartition(":")[0] == host and not owner_alive(owner)]
+        owners = self.db().execute(
+            "SELECT DISTINCT lease_owner FROM outbox WHERE lease_until >= ? AND lease_owner != ''", (now,)
+        )
+        dead = dead_owners(owner for (owner,) in owners)
         released = 0
         for owner in dead:
             with self.write() as db:
@@ -287,7 +287,14 @@ def _delete(db: sqlite3.Connection, ids: list[int]) -> int:
     return gone
 
 
-def owner_alive(owner: str) -> bool:
+def dead_owners(owners) -> list[str]:
+    """Of lease owners, those of this host whose process is gone (another host's are left to
+    expire: their processes cannot be seen from here)."""
+    host = socket.gethostname()
+    return [owner for owner in set(owners) if owner.rpartition(":")[0] == host and not _owner_alive(owner)]
+
+
+def _owner_alive(owner: str) -> bool:
     pid = int(owner.rpartition(":")[2])
     if pid == os.getpid():
         return True

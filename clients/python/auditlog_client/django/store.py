@@ -1,7 +1,6 @@
 """The Django outbox table as the Sender's store: the same five operations as the SQLite
 outbox, each one short transaction on the producer's database."""
 
-import socket
 import time
 
 from django.db import connections, transaction
@@ -10,7 +9,7 @@ from django.utils import timezone
 
 from auditlog_client.django.conf import setting
 from auditlog_client.django.models import Counter, DeadLetter, OutboxEvent
-from auditlog_client.outbox import OWNER, Item, Stats, owner_alive
+from auditlog_client.outbox import Item, Stats, dead_owners, lease_owner
 
 TABLE = OutboxEvent._meta.db_table
 
@@ -26,7 +25,7 @@ class DjangoOutbox:
         """One UPDATE leases the oldest due rows: atomic on SQLite (one statement holds the write
         lock), and on PostgreSQL the rows another sender is leasing are skipped (SKIP LOCKED),
         with the lease checked again after any wait."""
-        now, until = time.time(), time.time() + lease
+        now, until, owner = time.time(), time.time() + lease, lease_owner()
         db = connections[self.using]
         lock = " FOR UPDATE SKIP LOCKED" if db.vendor == "postgresql" else ""
         with transaction.atomic(using=self.using), db.cursor() as cursor:
@@ -34,11 +33,11 @@ class DjangoOutbox:
                 f"UPDATE {TABLE} SET lease_until = %s, lease_owner = %s WHERE lease_until < %s AND id IN"
                 f" (SELECT id FROM {TABLE} WHERE not_before <= %s AND lease_until < %s"
                 f" ORDER BY id LIMIT %s{lock})",
-                [until, OWNER, now, now, now, limit],
+                [until, owner, now, now, now, limit],
             )
             rows = list(
                 self._events()
-                .filter(lease_owner=OWNER, lease_until=until)
+                .filter(lease_owner=owner, lease_until=until)
                 .order_by("id")
                 .values_list("id", "key", "body", "attempts")
             )
@@ -94,14 +93,13 @@ class DjangoOutbox:
         )
 
     def release_dead_owners(self) -> int:
-        host = socket.gethostname()
-        owners = set(
+        owners = (
             self._events()
             .filter(lease_until__gte=time.time())
             .exclude(lease_owner="")
             .values_list("lease_owner", flat=True)
         )
-        dead = [owner for owner in owners if owner.rpartition(":")[0] == host and not owner_alive(owner)]
+        dead = dead_owners(owners)
         return (
             self._events().filter(lease_owner__in=dead).update(lease_until=0, lease_owner="") if dead else 0
         )

@@ -12,6 +12,7 @@ import pytest
 from django.db import OperationalError
 from django.utils import timezone
 
+from auditlog.ingest.services import event_record_internal
 from auditlog.keys.services import api_key_create
 from auditlog.models import ActionLog, ApiKey, Scope
 from auditlog.monitoring.metrics import unavailable_cause
@@ -155,6 +156,14 @@ def test_a_request_id_is_taken_only_from_a_trusted_proxy(api, settings):
 )
 def test_a_503_is_counted_by_its_cause(message, cause):
     assert unavailable_cause(OperationalError(message)) == cause
+
+
+def test_the_last_purge_is_the_services_own_not_a_producers(api, scraper):
+    assert "auditlog_last_purge_timestamp_seconds" not in scrape(scraper)
+    assert api.post(EVENTS_URL, make_event(action="auditlog.purge")).status_code == 201
+    assert "auditlog_last_purge_timestamp_seconds" not in scrape(scraper)
+    purge = event_record_internal(action="auditlog.purge", actor_id="command line (ops)", actor_type="system")
+    assert scrape(scraper)["auditlog_last_purge_timestamp_seconds"] == purge.occurred_at.timestamp()
 
 
 def test_a_silent_source_is_reported_then_its_return(scraper, django_capture_on_commit_callbacks, client):

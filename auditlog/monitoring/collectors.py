@@ -13,6 +13,7 @@ from prometheus_client.core import GaugeMetricFamily
 
 from auditlog.db.partitions import events_partitioned, partitions_list
 from auditlog.db.replica import REPLICA, replica_health
+from auditlog.ingest.services import INTERNAL_SOURCE_NAME
 from auditlog.models import ActionLog, Checkpoint, TrailLeaf
 from auditlog.monitoring.silence import source_states
 
@@ -44,7 +45,10 @@ class DatabaseCollector:
                 (now - checkpoint).total_seconds(),
             )
         purge = (
-            ActionLog.objects.filter(action="auditlog.purge")
+            # the service's own record: a producer may name an action "auditlog.purge" too
+            ActionLog.objects.filter(
+                action="auditlog.purge", source__name=INTERNAL_SOURCE_NAME, source__scopes=""
+            )
             .order_by("-occurred_at")
             .values_list("occurred_at", flat=True)
             .first()

@@ -14,18 +14,21 @@ Scenarios, each with the same gunicorn settings (2 workers x 4 threads, producti
       scenario's gunicorn uses them), over the command's own time (not Python's start)
   (g) single POSTs with `Prefer: receipt` (a signed receipt in each answer), interleaved with
       (b) or (c) on the same gunicorn
-  (h) single POSTs to the same service with AUDITLOG_METRICS=false, on its own gunicorn,
-      interleaved with (b) or (c): what the metrics cost a request
+  (h) what the metrics cost a single POST: the service with AUDITLOG_METRICS=false against it
+      with them on, otherwise alike; a new pair of gunicorns (warmed by 2,000 requests each)
+      for each of 16 rounds: two gunicorns started alike differ by several percent for their
+      whole life. The ratio is of the application's CPU (counting adds nothing to the database's)
 Server CPU per request comes from /proc: the gunicorn processes, plus every PostgreSQL process
 for PostgreSQL. It is the figure to trust on a shared machine; ratios come from one run.
 Writes loadtest/out/bench.json and bench.md.
 
-    python loadtest/bench.py [--requests N] [--quick]
+    python loadtest/bench.py [--requests N] [--batches N] [--skip-memory]
 """
 
 import argparse
 import http.client
 import json
+import math
 import re
 import statistics
 import sys
@@ -151,22 +154,23 @@ def _summary(latencies, statuses, concurrency, wall, app_cpu, db_cpu) -> dict:
     }
 
 
-def interleaved(token, scenarios: dict, rounds: int = 4) -> dict:
+def interleaved(token, scenarios: dict, rounds: int = 8) -> dict:
     """Run each scenario (on its server) in `rounds` slices, alternating, and merge: on a shared
     machine the load drifts during a run, and alternating exposes every scenario to the same
-    drift."""
+    drift. Every other round runs them in reverse order, so no scenario always follows another
+    (PostgreSQL's background work after a write, counted with the database's CPU, lands on
+    whichever runs next). Each scenario also keeps its CPU per request round by round."""
     merged = {name: ([], {}, 0.0, 0.0, 0.0) for name in scenarios}
-    concurrency = {}
+    concurrency, per_round = {}, {name: [] for name in scenarios}
     for round_number in range(rounds):
-        for name, (server, path, make_bodies, conc, use_token, *extra) in scenarios.items():
+        order = list(scenarios.items())[:: -1 if round_number % 2 else 1]
+        for name, (server, path, make_bodies, conc, use_token, *extra) in order:
             result = load(server, path, make_bodies(round_number), conc, token if use_token else None, *extra)
-            latencies, statuses, wall, app_cpu, db_cpu = merged[name]
-            r_latencies, r_statuses, r_wall, r_app, r_db = result["_raw"]
-            for status, n in r_statuses.items():
-                statuses[status] = statuses.get(status, 0) + n
-            merged[name] = (latencies + r_latencies, statuses, wall + r_wall, app_cpu + r_app, db_cpu + r_db)
+            merged[name] = _add(merged[name], result)
             concurrency[name] = conc
-    return {name: _summary(*raw[:2], concurrency[name], *raw[2:]) for name, raw in merged.items()}
+            per_round[name].append(total_cpu_of(result))
+    summaries = {name: _summary(*raw[:2], concurrency[name], *raw[2:]) for name, raw in merged.items()}
+    return {name: row | {"cpu_us_per_request_by_round": per_round[name]} for name, row in summaries.items()}
 
 
 def single_bodies(count: int, tag: str) -> list[bytes]:
@@ -182,21 +186,17 @@ def batch_bodies(batches: int, tag: str) -> list[bytes]:
 
 def scenario_database(name: str, database_url: str, args, results: dict) -> None:
     token = make_key(database_url)
-    server = Server(
-        database_url,
-        f"bench-{name}",
-        AUDITLOG_BENCH_ENDPOINT="true",
-        AUDITLOG_RECEIPT_KEY=signer_key(database_url, "receipts.bench.example"),
-    )
+    config = {
+        "AUDITLOG_BENCH_ENDPOINT": "true",
+        "AUDITLOG_RECEIPT_KEY": signer_key(database_url, "receipts.bench.example"),
+    }
+    server = Server(database_url, f"bench-{name}", **config)
     bare = Server(database_url, f"bench-{name}-bare", app="loadtest.bare_app:application")
-    # (h): the same service with its metrics off, for what counting costs a request
-    unmetered = Server(database_url, f"bench-{name}-unmetered", AUDITLOG_METRICS="false")
-    slice_size = args.requests // 4
+    slice_size = args.requests // 8
     try:
         load(bare, "/bench/empty", single_bodies(500, f"{name}-bwarm"), 8, None)
         load(server, "/bench/empty", single_bodies(500, f"{name}-ewarm"), 8, None)
         load(server, "/api/v1/events", single_bodies(500, f"{name}-warm"), 8, token)
-        load(unmetered, "/api/v1/events", single_bodies(500, f"{name}-uwarm"), 8, token)
         results.update(
             interleaved(
                 token,
@@ -219,13 +219,6 @@ def scenario_database(name: str, database_url: str, args, results: dict) -> None
                         server,
                         "/api/v1/events",
                         lambda r: single_bodies(slice_size, f"{name}-{r}"),
-                        32,
-                        True,
-                    ),
-                    f"single POST, metrics off, {name}": (
-                        unmetered,
-                        "/api/v1/events",
-                        lambda r: single_bodies(slice_size, f"{name}-unmetered-{r}"),
                         32,
                         True,
                     ),
@@ -255,7 +248,7 @@ def scenario_database(name: str, database_url: str, args, results: dict) -> None
     finally:
         server.stop()
         bare.stop()
-        unmetered.stop()
+    metrics_cost(name, database_url, token, config, args, results)
     raw_url = (
         sqlite_database("bench-raw", fresh=True)
         if name == "sqlite"
@@ -267,6 +260,56 @@ def scenario_database(name: str, database_url: str, args, results: dict) -> None
     )
     raw = django_shell(raw_url, code)
     results[f"raw insert limit, {name}"] = {"events_per_s": round(raw["events"] / raw["seconds"])}
+
+
+def metrics_cost(name: str, database_url: str, token: str, config: dict, args, results: dict) -> None:
+    """(h) What counting costs a single POST: the service with its metrics on against the same
+    service with them off (AUDITLOG_METRICS=false), otherwise configured alike. Two gunicorns
+    started alike differ by several percent in CPU per request for their whole life, more than
+    the metrics cost, so every round starts a new pair (in alternating order), warms both past
+    their first requests' one-time work, measures one slice on each (in alternating order) and
+    stops them: the result averages over as many pairs as rounds. The ratio is of the application's
+    CPU: counting adds no work to the database, whose background processes (autovacuum, the
+    checkpointer) only add noise to whichever slice they land in."""
+    sides = {"on": {}, "off": {"AUDITLOG_METRICS": "false"}}
+    totals = {side: ([], {}, 0.0, 0.0, 0.0) for side in sides}
+    by_round = {side: [] for side in sides}
+    for round_number in range(METRICS_ROUNDS):
+        order = list(sides)[:: -1 if round_number % 2 else 1]
+        servers = {}
+        try:
+            for side in order:
+                servers[side] = Server(database_url, f"bench-{name}-metrics-{side}", **config, **sides[side])
+            for side in order:
+                warm = single_bodies(2000, f"{name}-h{round_number}-w{side}")
+                load(servers[side], "/api/v1/events", warm, 32, token)
+            for side in order:
+                bodies = single_bodies(args.requests // METRICS_ROUNDS, f"{name}-h{round_number}-{side}")
+                result = load(servers[side], "/api/v1/events", bodies, 32, token)
+                totals[side] = _add(totals[side], result)
+                by_round[side].append(result["app_cpu_us_per_request"])
+        finally:
+            for server in servers.values():
+                server.stop()
+    for side, raw in totals.items():
+        results[f"single POST, metrics {side} (h), {name}"] = _summary(*raw[:2], 32, *raw[2:]) | {
+            "app_cpu_us_per_request_by_round": by_round[side]
+        }
+
+
+METRICS_ROUNDS = 16
+
+
+def _add(total: tuple, result: dict) -> tuple:
+    """A scenario's raw figures so far, with one more slice's."""
+    latencies, statuses, wall, app_cpu, db_cpu = total
+    r_latencies, r_statuses, r_wall, r_app, r_db = result["_raw"]
+    statuses = statuses | {status: statuses.get(status, 0) + n for status, n in r_statuses.items()}
+    return latencies + r_latencies, statuses, wall + r_wall, app_cpu + r_app, db_cpu + r_db
+
+
+def total_cpu_of(row: dict) -> int:
+    return row["app_cpu_us_per_request"] + row["db_cpu_us_per_request"]
 
 
 def signer_key(database_url: str, name: str) -> str:
@@ -391,7 +434,7 @@ def report(results: dict) -> None:
 
     def total_cpu(name):
         row = results.get(name)
-        return row and row["app_cpu_us_per_request"] + row["db_cpu_us_per_request"]
+        return row and total_cpu_of(row)
 
     def cpu_ratio(database, floor="empty Django endpoint"):
         single = total_cpu(f"single POST, {database}")
@@ -405,9 +448,10 @@ def report(results: dict) -> None:
         )
         return single and receipt and round(receipt / single, 2)
 
-    def metrics_ratio(database):
-        on, off = total_cpu(f"single POST, {database}"), total_cpu(f"single POST, metrics off, {database}")
-        return on and off and round(on / off, 2)
+    def metrics_ratio(database):  # the application's CPU: counting adds nothing to the database's
+        on = results.get(f"single POST, metrics on (h), {database}")
+        off = results.get(f"single POST, metrics off (h), {database}")
+        return on and off and round(on["app_cpu_us_per_request"] / off["app_cpu_us_per_request"], 3)
 
     ratios = {
         "b/a0 CPU per request, single POST SQLite / bare Django app (interleaved)": cpu_ratio(
@@ -438,10 +482,10 @@ def report(results: dict) -> None:
         "g/c CPU per request, single POST with a signed receipt / without, PostgreSQL (interleaved)": (
             receipt_ratio("postgres")
         ),
-        "b/h CPU per request, single POST with metrics on / off, SQLite (interleaved)": metrics_ratio(
+        "h app CPU per request, single POST, metrics on / off, SQLite (16 new pairs)": metrics_ratio(
             "sqlite"
         ),
-        "c/h CPU per request, single POST with metrics on / off, PostgreSQL (interleaved)": metrics_ratio(
+        "h app CPU per request, single POST, metrics on / off, PostgreSQL (16 new pairs)": metrics_ratio(
             "postgres"
         ),
     }
@@ -473,6 +517,25 @@ def report(results: dict) -> None:
             lines.append(f"| {name} |" + " |" * 8 + f" {row['events_per_s']:,} |")
     lines += ["", "| ratio | value | target | met |", "| --- | ---: | ---: | --- |"]
     lines += [f"| {k} | {v} | {targets[k]} | {_met(v, targets[k])} |" for k, v in ratios.items()]
+    for database in ("sqlite", "postgres"):
+        on = results.get(f"single POST, metrics on (h), {database}")
+        off = results.get(f"single POST, metrics off (h), {database}")
+        if on and off:
+            pairs = [
+                a / b
+                for a, b in zip(
+                    on["app_cpu_us_per_request_by_round"], off["app_cpu_us_per_request_by_round"], strict=True
+                )
+            ]
+            logs = [math.log(r) for r in pairs]
+            spread = 2 * statistics.stdev(logs) / math.sqrt(len(logs))
+            middle = statistics.fmean(logs)
+            lines.append(
+                f"\n(h) {database}, the application's CPU, metrics on / off, pair by pair: "
+                f"{', '.join(f'{r:.3f}' for r in pairs)}; "
+                f"their geometric mean {math.exp(middle):.3f} (±2 standard errors: "
+                f"{math.exp(middle - spread):.3f} to {math.exp(middle + spread):.3f})."
+            )
     if "worker memory, 100,000 single POSTs" in results:
         row = results["worker memory, 100,000 single POSTs"]
         lines += [

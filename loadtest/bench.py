@@ -15,9 +15,9 @@ Scenarios, each with the same gunicorn settings (2 workers x 4 threads, producti
   (g) single POSTs with `Prefer: receipt` (a signed receipt in each answer), interleaved with
       (b) or (c) on the same gunicorn
   (h) what the metrics cost a single POST: the service with AUDITLOG_METRICS=false against it
-      with them on, otherwise alike; a new pair of gunicorns (warmed by 2,000 requests each)
-      for each of 16 rounds: two gunicorns started alike differ by several percent for their
-      whole life. The ratio is of the application's CPU (counting adds nothing to the database's)
+      with them on, otherwise alike, each on its own database, loaded together request by
+      request; a new pair of gunicorns (warmed by 2,000 requests each) for each of 16 rounds.
+      The ratio is of the application's CPU (counting adds nothing to the database's)
 Server CPU per request comes from /proc: the gunicorn processes, plus every PostgreSQL process
 for PostgreSQL. It is the figure to trust on a shared machine; ratios come from one run.
 Writes loadtest/out/bench.json and bench.md.
@@ -27,6 +27,7 @@ Writes loadtest/out/bench.json and bench.md.
 
 import argparse
 import http.client
+import itertools
 import json
 import math
 import re
@@ -94,45 +95,66 @@ def load(
     server: Server, path: str, bodies, concurrency: int, token: str | None, extra: dict | None = None
 ) -> dict:
     """Send every body once over `concurrency` keep-alive connections; time each request."""
-    headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {token}"} if token else {})
-    headers |= extra or {}
-    queue = iter(bodies)
+    return load_together([(server, path, bodies, token, extra)], concurrency)[0]
+
+
+def load_together(targets: list[tuple], concurrency: int) -> list[dict]:
+    """Send every body of each target (server, path, bodies, token, extra headers) once, over
+    `concurrency` client threads that each hold a keep-alive connection to every target and
+    send one body to each in turn (the first target first every other time). With two targets,
+    both servers see the same load at the same moments: what the machine's other work does to
+    one it does to the other. The database's CPU, shared, is split evenly between them."""
+    sides = []
+    for server, path, _, token, extra in targets:
+        headers = {"Content-Type": "application/json"} | (
+            {"Authorization": f"Bearer {token}"} if token else {}
+        )
+        sides.append((server, path, headers | (extra or {})))
+    queue = zip(*(bodies for _, _, bodies, _, _ in targets), strict=True)
     lock = threading.Lock()
-    latencies, statuses = [], {}
+    latencies, statuses = [[] for _ in targets], [{} for _ in targets]
+
+    def connect(side: int) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", sides[side][0].port, timeout=60)
 
     def client():
-        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-        while True:
+        conns = [connect(side) for side in range(len(sides))]
+        for turn in itertools.count():
             with lock:
-                body = next(queue, None)
-            if body is None:
-                conn.close()
+                batch = next(queue, None)
+            if batch is None:
+                for conn in conns:
+                    conn.close()
                 return
-            started = time.perf_counter()
-            try:
-                conn.request("POST", path, body=body, headers=headers)
-                response = conn.getresponse()
-                response.read()
-                status = response.status
-            except (OSError, http.client.HTTPException):
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
-                status = "connection error"
-            elapsed = time.perf_counter() - started
-            with lock:
-                latencies.append(elapsed)
-                statuses[status] = statuses.get(status, 0) + 1
+            for side in range(len(sides))[:: -1 if turn % 2 else 1]:
+                started = time.perf_counter()
+                try:
+                    conns[side].request("POST", sides[side][1], body=batch[side], headers=sides[side][2])
+                    response = conns[side].getresponse()
+                    response.read()
+                    status = response.status
+                except (OSError, http.client.HTTPException):
+                    conns[side].close()
+                    conns[side] = connect(side)
+                    status = "connection error"
+                elapsed = time.perf_counter() - started
+                with lock:
+                    latencies[side].append(elapsed)
+                    statuses[side][status] = statuses[side].get(status, 0) + 1
 
-    pids = server.pids()
-    before_app, before_db = cpu_snapshot(pids), cpu_snapshot(postgres_pids())
+    pids = [server.pids() for server, _, _ in sides]
+    before_app, before_db = [cpu_snapshot(p) for p in pids], cpu_snapshot(postgres_pids())
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         for _ in range(concurrency):
             pool.submit(client)
     wall = time.perf_counter() - started
-    app_cpu = cpu_used(before_app, cpu_snapshot(pids))
-    db_cpu = cpu_used(before_db, cpu_snapshot(postgres_pids()))
-    return _summary(latencies, statuses, concurrency, wall, app_cpu, db_cpu)
+    app_cpu = [cpu_used(before, cpu_snapshot(p)) for before, p in zip(before_app, pids, strict=True)]
+    db_cpu = cpu_used(before_db, cpu_snapshot(postgres_pids())) / len(sides)
+    return [
+        _summary(latencies[side], statuses[side], concurrency, wall, app_cpu[side], db_cpu)
+        for side in range(len(sides))
+    ]
 
 
 def _summary(latencies, statuses, concurrency, wall, app_cpu, db_cpu) -> dict:
@@ -248,12 +270,8 @@ def scenario_database(name: str, database_url: str, args, results: dict) -> None
     finally:
         server.stop()
         bare.stop()
-    metrics_cost(name, database_url, token, config, args, results)
-    raw_url = (
-        sqlite_database("bench-raw", fresh=True)
-        if name == "sqlite"
-        else postgres_database("auditlog_bench_raw", fresh=True)
-    )
+    metrics_cost(name, config, args, results)
+    raw_url = fresh_database(name, "raw")
     manage(raw_url, "migrate", "--noinput")
     code = RAW_INSERT.replace("EVENT_JSON", repr(json.dumps(EVENT))).replace(
         "COUNT", str(args.batches * 1000)
@@ -262,16 +280,18 @@ def scenario_database(name: str, database_url: str, args, results: dict) -> None
     results[f"raw insert limit, {name}"] = {"events_per_s": round(raw["events"] / raw["seconds"])}
 
 
-def metrics_cost(name: str, database_url: str, token: str, config: dict, args, results: dict) -> None:
+def metrics_cost(name: str, config: dict, args, results: dict) -> None:
     """(h) What counting costs a single POST: the service with its metrics on against the same
-    service with them off (AUDITLOG_METRICS=false), otherwise configured alike. Two gunicorns
-    started alike differ by several percent in CPU per request for their whole life, more than
-    the metrics cost, so every round starts a new pair (in alternating order), warms both past
-    their first requests' one-time work, measures one slice on each (in alternating order) and
-    stops them: the result averages over as many pairs as rounds. The ratio is of the application's
-    CPU: counting adds no work to the database, whose background processes (autovacuum, the
-    checkpointer) only add noise to whichever slice they land in."""
+    service with them off (AUDITLOG_METRICS=false), otherwise configured alike, each on its own
+    database. The two are loaded together, request by request (load_together): measured one
+    after the other, the machine's other work made pairs of slices read 0.85 to 1.69. And two
+    gunicorns started alike differ by several percent in CPU per request for their whole life,
+    so every round starts a new pair, warms both past their first requests' one-time work,
+    measures, and stops them: the result averages over as many pairs as rounds. The ratio is of
+    the application's CPU: counting adds no work to the database."""
     sides = {"on": {}, "off": {"AUDITLOG_METRICS": "false"}}
+    urls = {side: fresh_database(name, f"metrics-{side}") for side in sides}
+    tokens = {side: make_key(url) for side, url in urls.items()}
     totals = {side: ([], {}, 0.0, 0.0, 0.0) for side in sides}
     by_round = {side: [] for side in sides}
     for round_number in range(METRICS_ROUNDS):
@@ -279,13 +299,23 @@ def metrics_cost(name: str, database_url: str, token: str, config: dict, args, r
         servers = {}
         try:
             for side in order:
-                servers[side] = Server(database_url, f"bench-{name}-metrics-{side}", **config, **sides[side])
-            for side in order:
-                warm = single_bodies(2000, f"{name}-h{round_number}-w{side}")
-                load(servers[side], "/api/v1/events", warm, 32, token)
-            for side in order:
-                bodies = single_bodies(args.requests // METRICS_ROUNDS, f"{name}-h{round_number}-{side}")
-                result = load(servers[side], "/api/v1/events", bodies, 32, token)
+                servers[side] = Server(urls[side], f"bench-{name}-metrics-{side}", **config, **sides[side])
+
+            def targets(count: int, tag: str, order=order, servers=servers) -> list[tuple]:
+                return [
+                    (
+                        servers[side],
+                        "/api/v1/events",
+                        single_bodies(count, f"{tag}-{side}"),
+                        tokens[side],
+                        None,
+                    )
+                    for side in order
+                ]
+
+            load_together(targets(2000, f"{name}-h{round_number}-warm"), 32)
+            measured = load_together(targets(args.requests // METRICS_ROUNDS, f"{name}-h{round_number}"), 32)
+            for side, result in zip(order, measured, strict=True):
                 totals[side] = _add(totals[side], result)
                 by_round[side].append(result["app_cpu_us_per_request"])
         finally:
@@ -295,6 +325,13 @@ def metrics_cost(name: str, database_url: str, token: str, config: dict, args, r
         results[f"single POST, metrics {side} (h), {name}"] = _summary(*raw[:2], 32, *raw[2:]) | {
             "app_cpu_us_per_request_by_round": by_round[side]
         }
+
+
+def fresh_database(name: str, tag: str) -> str:
+    """A new, empty database of the kind `name` (sqlite or postgres) names."""
+    if name == "sqlite":
+        return sqlite_database(f"bench-{tag}", fresh=True)
+    return postgres_database(f"auditlog_bench_{tag.replace('-', '_')}", fresh=True)
 
 
 METRICS_ROUNDS = 16

@@ -393,7 +393,8 @@ def memory(args, results: dict) -> None:
     try:
         for round_number in range(10):
             load(server, "/api/v1/events", single_bodies(10_000, f"warm{round_number}"), 64, token)
-            if all(thread_count(pid) > THREADS for pid in server.worker_pids()):  # + main thread
+            # the request threads, the main thread and the body-deadline watchdog
+            if all(thread_count(pid) >= THREADS + 2 for pid in server.worker_pids()):
                 break
         early = {pid: rss_kib(pid) for pid in server.worker_pids()}
         threads = {pid: thread_count(pid) for pid in server.worker_pids()}

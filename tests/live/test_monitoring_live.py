@@ -9,6 +9,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -56,20 +57,21 @@ def test_metrics_count_every_workers_requests_and_prometheus_reads_them(gunicorn
     _, writer = api_key_create(name="billing", scopes={Scope.WRITE})
     _, scraper = api_key_create(name="prometheus", scopes={Scope.METRICS})
     auth = {"Authorization": f"Bearer {writer}"}
-    for n in range(40):  # each on a new connection: both workers take some
-        assert server.request("POST", EVENTS_URL, make_event(idempotency_key=f"m{n}"), auth)[0] == 201
+    post = lambda n: server.request("POST", EVENTS_URL, make_event(idempotency_key=f"m{n}"), auth)[0]  # noqa: E731
+    created = 0
+    # Eight at a time, each on a new connection, in rounds of 40 until both workers have served
+    # some: sent one after the other, 47 once all went to the worker that had just answered.
+    with ThreadPoolExecutor(8) as pool:
+        while created < 400 and len(served_by(server)) < 2:
+            assert list(pool.map(post, range(created, created + 40))) == [201] * 40
+            created += 40
     for _ in range(7):
         assert server.request("POST", EVENTS_URL, make_event(action="Not Valid"), auth)[0] == 400
-
-    served_by = {
-        json.loads(line)["process"]
-        for line in server.log().splitlines()
-        if line.startswith("{") and '"auditlog.request"' in line and f'"route": "{ROUTE}"' in line
-    }
-    assert len(served_by) == 2, f"one worker served everything ({served_by}): the test would prove nothing"
+    workers = served_by(server)
+    assert len(workers) == 2, f"one worker served all {created + 7} ({workers}): the test would prove nothing"
     for _ in range(4):  # whichever worker answers the scrape, the counts are the same
         samples = scrape(server, scraper)
-        assert (requests_counted(samples, "201"), requests_counted(samples, "400")) == (40, 7)
+        assert (requests_counted(samples, "201"), requests_counted(samples, "400")) == (created, 7)
 
     needs(PROMETHEUS)
     token_file = tmp_path / "token"
@@ -98,7 +100,7 @@ def test_metrics_count_every_workers_requests_and_prometheus_reads_them(gunicorn
         total = lambda: query(port, f'sum(auditlog_http_requests_total{{route="{ROUTE}",status="201"}})')  # noqa: E731
         up = lambda: query(port, 'up{job="auditlog"}')  # noqa: E731
         deadline = time.monotonic() + 60
-        while not (up() == 1 and total() == 40):
+        while not (up() == 1 and total() == created):
             assert prometheus.poll() is None, (LOG_DIR / "prometheus.log").read_text()[-2000:]
             assert time.monotonic() < deadline, f"Prometheus read up={up()}, 201s={total()}"
             time.sleep(0.5)
@@ -106,6 +108,15 @@ def test_metrics_count_every_workers_requests_and_prometheus_reads_them(gunicorn
         prometheus.terminate()
         prometheus.wait(30)
         log.close()
+
+
+def served_by(server) -> set[int]:
+    """The worker pids the request log shows serving the events route."""
+    return {
+        json.loads(line)["process"]
+        for line in server.log().splitlines()
+        if line.startswith("{") and '"auditlog.request"' in line and f'"route": "{ROUTE}"' in line
+    }
 
 
 def query(port: int, expression: str) -> float | None:

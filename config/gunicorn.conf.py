@@ -40,11 +40,32 @@ def on_starting(server):
         return
     import tempfile
 
+    _remove_dead_servers_metrics_dirs(tempfile.gettempdir() if worker_tmp_dir is None else worker_tmp_dir)
     # tmpfs, as the heartbeat files: memory-mapped values written on every request, which a disk
-    # would write back for nothing.
-    made = tempfile.mkdtemp(prefix="auditlog-metrics-", dir=worker_tmp_dir)
+    # would write back for nothing. Named by this master's pid, for the sweep above.
+    made = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-", dir=worker_tmp_dir)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = made  # the workers, forked after this, inherit it
     _made_metrics_dir.append(made)
+
+
+METRICS_DIR_PREFIX = "auditlog-metrics-"
+
+
+def _remove_dead_servers_metrics_dirs(parent: str) -> None:
+    """A server killed with SIGKILL runs no on_exit: its directory stays. Remove those whose
+    master is gone (a live one, or another user's, answers os.kill(pid, 0) or refuses it)."""
+    import shutil
+
+    for name in os.listdir(parent):
+        pid = name[len(METRICS_DIR_PREFIX) :].partition("-")[0]
+        if not (name.startswith(METRICS_DIR_PREFIX) and pid.isdigit()):
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
+        except PermissionError:
+            pass
 
 
 def child_exit(server, worker):

@@ -4,11 +4,17 @@ id in every answer, error body and log line; sources gone silent."""
 import io
 import json
 import logging
+import os
 import re
+import runpy
+import subprocess
+import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db import OperationalError
 from django.utils import timezone
 
@@ -271,3 +277,31 @@ def test_sqlite_writes_count_their_wait_for_the_writer_queue(api, scraper):
     after = scrape(scraper)
 
     assert sample(after, "auditlog_sqlite_writer_queue_wait_seconds_count") > before
+
+
+def test_gunicorn_names_its_metrics_directory_and_removes_those_of_servers_killed_before(tmp_path):
+    conf = runpy.run_path(str(Path(settings.BASE_DIR) / "config" / "gunicorn.conf.py"))
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    stale = tmp_path / f"auditlog-metrics-{int(gone.stdout)}-k7x1"  # its master died with SIGKILL
+    live = tmp_path / f"auditlog-metrics-{os.getpid()}-q2w3"
+    unrelated = tmp_path / "auditlog-metrics-notapid"
+    for directory in (stale, live, unrelated):
+        directory.mkdir()
+        (directory / "counter_1.db").write_bytes(b"")
+
+    conf["_remove_dead_servers_metrics_dirs"](str(tmp_path))
+    assert (stale.exists(), live.exists(), unrelated.exists()) == (False, True, True)
+
+    given = os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    try:
+        conf["on_starting"](None)
+        made = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+        assert made.is_dir() and made.name.startswith(f"auditlog-metrics-{os.getpid()}-")
+        conf["on_exit"](None)
+        assert not made.exists()
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        if given is not None:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = given

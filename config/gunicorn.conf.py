@@ -29,6 +29,7 @@ control_socket_disable = True
 # dropped. In hooks, not at import: `manage.py check` reads this file for its numbers
 # (auditlog.checks.capacity) and must not get a directory, or an environment, from it.
 _made_metrics_dir = []
+METRICS_DIR_PREFIX = "auditlog-metrics-"
 
 
 def on_starting(server):
@@ -40,15 +41,13 @@ def on_starting(server):
         return
     import tempfile
 
-    _remove_dead_servers_metrics_dirs(tempfile.gettempdir() if worker_tmp_dir is None else worker_tmp_dir)
     # tmpfs, as the heartbeat files: memory-mapped values written on every request, which a disk
-    # would write back for nothing. Named by this master's pid, for the sweep above.
-    made = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-", dir=worker_tmp_dir)
+    # would write back for nothing. Named by this master's pid, for the sweep.
+    parent = worker_tmp_dir or tempfile.gettempdir()
+    _remove_dead_servers_metrics_dirs(parent)
+    made = tempfile.mkdtemp(prefix=f"{METRICS_DIR_PREFIX}{os.getpid()}-", dir=parent)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = made  # the workers, forked after this, inherit it
     _made_metrics_dir.append(made)
-
-
-METRICS_DIR_PREFIX = "auditlog-metrics-"
 
 
 def _remove_dead_servers_metrics_dirs(parent: str) -> None:

@@ -181,18 +181,16 @@ def interleaved(token, scenarios: dict, rounds: int = 8) -> dict:
     machine the load drifts during a run, and alternating exposes every scenario to the same
     drift. Every other round runs them in reverse order, so no scenario always follows another
     (PostgreSQL's background work after a write, counted with the database's CPU, lands on
-    whichever runs next). Each scenario also keeps its CPU per request round by round."""
+    whichever runs next)."""
     merged = {name: ([], {}, 0.0, 0.0, 0.0) for name in scenarios}
-    concurrency, per_round = {}, {name: [] for name in scenarios}
+    concurrency = {}
     for round_number in range(rounds):
         order = list(scenarios.items())[:: -1 if round_number % 2 else 1]
         for name, (server, path, make_bodies, conc, use_token, *extra) in order:
             result = load(server, path, make_bodies(round_number), conc, token if use_token else None, *extra)
             merged[name] = _add(merged[name], result)
             concurrency[name] = conc
-            per_round[name].append(total_cpu_of(result))
-    summaries = {name: _summary(*raw[:2], concurrency[name], *raw[2:]) for name, raw in merged.items()}
-    return {name: row | {"cpu_us_per_request_by_round": per_round[name]} for name, row in summaries.items()}
+    return {name: _summary(*raw[:2], concurrency[name], *raw[2:]) for name, raw in merged.items()}
 
 
 def single_bodies(count: int, tag: str) -> list[bytes]:
@@ -280,6 +278,9 @@ def scenario_database(name: str, database_url: str, args, results: dict) -> None
     results[f"raw insert limit, {name}"] = {"events_per_s": round(raw["events"] / raw["seconds"])}
 
 
+METRICS_ROUNDS = 16
+
+
 def metrics_cost(name: str, config: dict, args, results: dict) -> None:
     """(h) What counting costs a single POST: the service with its metrics on against the same
     service with them off (AUDITLOG_METRICS=false), otherwise configured alike, each on its own
@@ -289,7 +290,7 @@ def metrics_cost(name: str, config: dict, args, results: dict) -> None:
     so every round starts a new pair, warms both past their first requests' one-time work,
     measures, and stops them: the result averages over as many pairs as rounds. The ratio is of
     the application's CPU: counting adds no work to the database."""
-    sides = {"on": {}, "off": {"AUDITLOG_METRICS": "false"}}
+    sides, concurrency = {"on": {}, "off": {"AUDITLOG_METRICS": "false"}}, 32
     urls = {side: fresh_database(name, f"metrics-{side}") for side in sides}
     tokens = {side: make_key(url) for side, url in urls.items()}
     totals = {side: ([], {}, 0.0, 0.0, 0.0) for side in sides}
@@ -313,8 +314,10 @@ def metrics_cost(name: str, config: dict, args, results: dict) -> None:
                     for side in order
                 ]
 
-            load_together(targets(2000, f"{name}-h{round_number}-warm"), 32)
-            measured = load_together(targets(args.requests // METRICS_ROUNDS, f"{name}-h{round_number}"), 32)
+            load_together(targets(2000, f"{name}-h{round_number}-warm"), concurrency)
+            measured = load_together(
+                targets(args.requests // METRICS_ROUNDS, f"{name}-h{round_number}"), concurrency
+            )
             for side, result in zip(order, measured, strict=True):
                 totals[side] = _add(totals[side], result)
                 by_round[side].append(result["app_cpu_us_per_request"])
@@ -322,7 +325,7 @@ def metrics_cost(name: str, config: dict, args, results: dict) -> None:
             for server in servers.values():
                 server.stop()
     for side, raw in totals.items():
-        results[f"single POST, metrics {side} (h), {name}"] = _summary(*raw[:2], 32, *raw[2:]) | {
+        results[f"single POST, metrics {side} (h), {name}"] = _summary(*raw[:2], concurrency, *raw[2:]) | {
             "app_cpu_us_per_request_by_round": by_round[side]
         }
 
@@ -334,19 +337,12 @@ def fresh_database(name: str, tag: str) -> str:
     return postgres_database(f"auditlog_bench_{tag.replace('-', '_')}", fresh=True)
 
 
-METRICS_ROUNDS = 16
-
-
 def _add(total: tuple, result: dict) -> tuple:
     """A scenario's raw figures so far, with one more slice's."""
     latencies, statuses, wall, app_cpu, db_cpu = total
     r_latencies, r_statuses, r_wall, r_app, r_db = result["_raw"]
     statuses = statuses | {status: statuses.get(status, 0) + n for status, n in r_statuses.items()}
     return latencies + r_latencies, statuses, wall + r_wall, app_cpu + r_app, db_cpu + r_db
-
-
-def total_cpu_of(row: dict) -> int:
-    return row["app_cpu_us_per_request"] + row["db_cpu_us_per_request"]
 
 
 def signer_key(database_url: str, name: str) -> str:
@@ -387,7 +383,7 @@ def memory(args, results: dict) -> None:
     first reading was of a worker that had served nothing (55 MB, 60 MB once it had). So the
     warm-up goes on until every worker runs all its threads.
     """
-    database_url = sqlite_database("bench-memory", fresh=True)
+    database_url = fresh_database("sqlite", "memory")
     token = make_key(database_url)
     server = Server(database_url, "bench-memory")
     try:
@@ -425,9 +421,9 @@ def main():
     parser.add_argument("--skip-memory", action="store_true", help="skip the 100,000-request memory run")
     args = parser.parse_args()
     results = {}
-    scenario_database("sqlite", sqlite_database("bench-ingest", fresh=True), args, results)
+    scenario_database("sqlite", fresh_database("sqlite", "ingest"), args, results)
     if postgres_reachable():
-        scenario_database("postgres", postgres_database("auditlog_bench_ingest", fresh=True), args, results)
+        scenario_database("postgres", fresh_database("postgres", "ingest"), args, results)
     else:
         print("PostgreSQL unreachable: its scenarios are skipped", file=sys.stderr)
     if not args.skip_memory:
@@ -472,7 +468,7 @@ def report(results: dict) -> None:
 
     def total_cpu(name):
         row = results.get(name)
-        return row and total_cpu_of(row)
+        return row and row["app_cpu_us_per_request"] + row["db_cpu_us_per_request"]
 
     def cpu_ratio(database, floor="empty Django endpoint"):
         single = total_cpu(f"single POST, {database}")
